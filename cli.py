@@ -1,0 +1,204 @@
+"""The `vstyle` command: parse options, show progress, turn errors into one line.
+
+    vstyle INPUT STYLE [STYLE ...] -o OUTPUT [options]
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import warnings
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+
+import vstyle
+from vstyle.options import Options
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]})
+err = Console(stderr=True, highlight=False)
+D = Options()  # the defaults, shown in --help
+
+
+def floats(text: Optional[str], name: str) -> Optional[tuple[float, ...]]:
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise vstyle.VStyleError(f"--{name} {text!r} is not a comma-separated list of numbers, "
+                                 "e.g. 0.7,0.3") from None
+
+
+def names(text: Optional[str], default: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip()) if text else default
+
+
+@app.command()
+def main_command(
+    input: Path = typer.Argument(..., help="Video (.mp4 .mov .mkv .webm .avi), animated GIF, "
+                                 "folder of images, or one image."),
+    styles: List[Path] = typer.Argument(..., help="Style image(s): paintings."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output: .gif, .mp4, a "
+                                          "folder (PNG frames), or .png/.jpg for a still. "
+                                          "Default: <input>-<style> beside the input."),
+    size: int = typer.Option(D.size, help="Long side of the processed frames, px."),
+    style_size: Optional[int] = typer.Option(None, help="Long side of the style image, px "
+                                             "[default: --size x --style-scale]."),
+    style_scale: float = typer.Option(D.style_scale, help="Style image size relative to the frames."),
+    iterations: int = typer.Option(D.iterations, help="Iterations per frame after the first (ceiling)."),
+    first_iterations: int = typer.Option(D.first_iterations, help="Iterations for the first frame."),
+    min_iterations: int = typer.Option(D.min_iterations, help="Iterations before a frame may stop early."),
+    tol: float = typer.Option(D.tol, help="Stop a frame when the loss falls less than this "
+                              "fraction over 5 iterations (0: never stop early)."),
+    content_weight: float = typer.Option(D.content_weight, help="alpha: content loss weight."),
+    style_weight: float = typer.Option(D.style_weight, help="beta: style loss weight."),
+    tv_weight: float = typer.Option(D.tv_weight, help="Total variation weight (smoothness)."),
+    temporal_weight: float = typer.Option(D.temporal_weight, help="Temporal loss weight "
+                                          "(with --warm-start flow; 0: off)."),
+    content_layers: Optional[str] = typer.Option(None, help="Comma-separated, e.g. conv4_2."),
+    style_layers: Optional[str] = typer.Option(None, help="Comma-separated, e.g. "
+                                               "conv1_1,conv2_1,conv3_1,conv4_1,conv5_1."),
+    style_layer_weights: Optional[str] = typer.Option(None, help="One weight per style layer, "
+                                                      "comma-separated [default: all 1]."),
+    style_blend: Optional[str] = typer.Option(None, help="One weight per style image, "
+                                              "comma-separated, e.g. 0.7,0.3."),
+    pooling: str = typer.Option(D.pooling, help="max | avg."),
+    preserve_colors: bool = typer.Option(False, "--preserve-colors", help="Keep the content's colours."),
+    scales: int = typer.Option(D.scales, help="First frame: optimize at this many sizes, each x2."),
+    optimizer: str = typer.Option(D.optimizer, help="lbfgs | adam."),
+    lr: Optional[float] = typer.Option(None, help="Step size [default: 1 for lbfgs, 0.02 for adam]."),
+    init: str = typer.Option(D.init, help="First frame starts from: content | noise."),
+    warm_start: str = typer.Option(D.warm_start, help="Frame t starts from: previous (frame "
+                                   "t-1's result) | flow (warped along the optical flow) | none."),
+    flow: str = typer.Option(D.flow, help="Optical flow: dis | farneback."),
+    loop: bool = typer.Option(False, "--loop", help="Close the loop: the last frame leads into the first."),
+    device: str = typer.Option(D.device, help="auto | cpu | cuda | cuda:N."),
+    weights: str = typer.Option(D.weights, help="imagenet | random | PATH to a VGG19 state dict "
+                                "[env: VSTYLE_WEIGHTS]."),
+    seed: int = typer.Option(D.seed, help="Random seed (noise init, random weights)."),
+    max_frames: Optional[int] = typer.Option(None, help="Only the first N frames."),
+    fps: Optional[float] = typer.Option(None, help="Output frame rate [default: the input's; folders: 10]."),
+    crf: int = typer.Option(D.crf, help="MP4 quality: 0 (lossless) .. 51, lower is better."),
+    gif_dither: str = typer.Option(D.gif_dither, help="GIF dithering: bayer | sierra2_4a | "
+                                   "floyd_steinberg | none."),
+    compare: bool = typer.Option(False, "--compare", help="Side by side: content | style | result."),
+    report: Optional[Path] = typer.Option(None, help="Write per-frame stats and the temporal "
+                                          "consistency figures to this JSON file."),
+    work_dir: Optional[Path] = typer.Option(None, help="Where finished frames are kept for "
+                                            "resuming [default: beside the output]."),
+    keep_work: bool = typer.Option(False, "--keep-work", help="Keep the work folder after success."),
+    restart: bool = typer.Option(False, "--restart", help="Ignore an earlier interrupted run."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
+) -> None:
+    """Stylize a video, GIF, image folder or image with a painting (Gatys neural style transfer,
+    warm-started frame to frame)."""
+    options = Options(
+        size=size, style_size=style_size, style_scale=style_scale, iterations=iterations,
+        first_iterations=first_iterations, min_iterations=min_iterations, tol=tol,
+        content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
+        temporal_weight=temporal_weight, content_layers=names(content_layers, D.content_layers),
+        style_layers=names(style_layers, D.style_layers),
+        style_layer_weights=floats(style_layer_weights, "style-layer-weights"),
+        style_blend=floats(style_blend, "style-blend"), pooling=pooling,
+        preserve_colors=preserve_colors, scales=scales, optimizer=optimizer, lr=lr, init=init,
+        warm_start=warm_start, flow=flow, loop=loop, device=device, weights=weights, seed=seed,
+        max_frames=max_frames, fps=fps, crf=crf, gif_dither=gif_dither, compare=compare)
+    with ProgressView(quiet) as view:
+        result = vstyle.stylize(input, styles, output, options, on_event=view, report=report,
+                                work_dir=work_dir, keep_work=keep_work, restart=restart)
+    if not quiet:
+        done = result.n_frames - result.reused
+        reused = f", {result.reused} reused from the earlier run" if result.reused else ""
+        line = (f"wrote {result.output}: {result.n_frames} frames{reused}, {result.seconds:.1f} s "
+                f"({result.seconds / max(1, done):.2f} s/frame)")
+        if result.consistency:
+            c = result.consistency
+            line += (f"; warping error {c['warping_error']:.5f} (input's own "
+                     f"{c['input_warping_error']:.5f}, ratio {c['ratio']:.2f})")
+        err.print(escape(line))
+
+
+class ProgressView:
+    """Draws the library's events as a rich progress bar (frames, iteration, loss, ETA)."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("frames · it {task.fields[it]} · loss {task.fields[loss]}"),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False)
+        self.task = None
+
+    def __enter__(self):
+        if not self.quiet:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        if not self.quiet:
+            self.progress.stop()
+
+    def __call__(self, event: vstyle.Event) -> None:
+        if event.kind == "notice":
+            err.print(f"[yellow]{escape(event.message)}")
+        if self.quiet:
+            return
+        if event.kind == "start":
+            self.task = self.progress.add_task("stylizing", total=event.n_frames,
+                                               completed=event.frame, it="-", loss="-")
+        elif event.kind == "step" and self.task is not None:
+            self.progress.update(self.task, it=f"{event.iteration}/{event.max_iterations}",
+                                 loss=f"{event.loss:.4g}")
+        elif event.kind == "frame" and event.stats is not None and self.task is not None:
+            self.progress.update(self.task, completed=event.frame)
+        elif event.kind == "encode" and self.task is not None:
+            self.progress.update(self.task, description="encoding")
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    err.print(f"[yellow]warning: {escape(str(message))}")
+
+
+def _sigterm(signum, frame):
+    raise KeyboardInterrupt  # the same clean stop as Ctrl-C
+
+
+def main() -> None:
+    """Console entry point: one line per error, exit codes 1 (user error), 130 (interrupted)."""
+    warnings.showwarning = _show_warning
+    signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        app(standalone_mode=False)
+    except vstyle.Interrupted as e:
+        err.print(f"[red]{escape(str(e))}")
+        sys.exit(130)
+    except vstyle.VStyleError as e:
+        err.print(f"[red]error:[/red] {escape(str(e))}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("[red]interrupted[/red]: nothing was written")
+        sys.exit(130)
+    except Exception as e:  # click's usage errors and anything unexpected: still one line
+        import click
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        if isinstance(e, click.exceptions.Abort):
+            sys.exit(130)
+        if os.environ.get("VSTYLE_DEBUG"):
+            raise
+        err.print(f"[red]error:[/red] unexpected {type(e).__name__}: {escape(str(e))} (run with "
+                  "VSTYLE_DEBUG=1 for the traceback, and please report it)")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

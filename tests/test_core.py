@@ -1,0 +1,146 @@
+"""The method: loss formulas, the VGG truncation, weights loading, the optimizer, warm starts."""
+
+from __future__ import annotations
+
+import urllib.error
+
+import numpy as np
+import pytest
+import torch
+from torchvision import models
+
+from conftest import frames
+from vstyle import VStyleError, losses
+from vstyle.flow import FlowEstimator
+from vstyle.optimize import Stylizer, to_tensor
+from vstyle.options import Options
+from vstyle.vgg import VGGFeatures, layer_names, load_features
+
+pytestmark = pytest.mark.filterwarnings("ignore::vstyle.VStyleWarning")
+
+
+def test_gram_loss_matches_gatys_formula():
+    # N = 2 channels, M = 3 positions, by hand.
+    f = torch.tensor([[[[1.0, 2.0, 0.0]], [[0.0, 1.0, 3.0]]]])  # (1, 2, 1, 3)
+    a = torch.tensor([[1.0, 0.5], [0.5, 2.0]])  # the style's Gram (unnormalized, same M)
+    g = torch.tensor([[1 + 4 + 0, 0 + 2 + 0], [2, 0 + 1 + 9]], dtype=torch.float32)
+    expected = ((g - a) ** 2).sum() / (4 * 2 ** 2 * 3 ** 2)
+    got = losses.style_layer_loss(f, (a / 3)[None])  # targets are stored divided by M
+    assert torch.allclose(got, expected[None])
+    assert torch.allclose(losses.gram(f)[0], g / 3)
+
+
+def test_vgg_is_truncated_after_the_deepest_layer():
+    features = models.vgg19(weights=None).features
+    names = layer_names()
+    assert names[:4] == ["conv1_1", "relu1_1", "conv1_2", "relu1_2"]
+    assert names[28] == "conv5_1" and names[21] == "conv4_2" and len(names) == len(features)
+    net = VGGFeatures(features, ["conv1_1", "conv4_2"])
+    assert len(net.net) == names.index("relu4_2") + 1  # conv4_3 and beyond never run
+    feats = net(torch.rand(1, 3, 32, 32))
+    assert set(feats) == {"conv1_1", "conv4_2"} and feats["conv4_2"].shape == (1, 512, 4, 4)
+    assert (feats["conv1_1"] >= 0).all()  # taken after the ReLU
+    assert not any(p.requires_grad for p in net.parameters())
+    with pytest.raises(VStyleError, match="unknown VGG19 layer"):
+        VGGFeatures(features, ["conv9_1"])
+
+
+def test_random_weights_are_seeded():
+    a, b = load_features("random", seed=1), load_features("random", seed=1)
+    assert torch.equal(a[0].weight, b[0].weight)
+    assert not torch.equal(a[0].weight, load_features("random", seed=2)[0].weight)
+
+
+def test_weights_file_full_model_features_only_and_mismatch(tmp_path):
+    model = models.vgg19(weights=None)
+    full, feats_only = tmp_path / "full.pth", tmp_path / "features.pth"
+    torch.save(model.state_dict(), full)
+    torch.save(model.features.state_dict(), feats_only)
+    for path in (full, feats_only):
+        loaded = load_features(str(path))
+        assert torch.equal(loaded[0].weight, model.features[0].weight)
+    wrong = model.features.state_dict()
+    wrong["0.weight"] = torch.zeros(32, 3, 3, 3)
+    torch.save(wrong, tmp_path / "wrong.pth")
+    with pytest.raises(VStyleError, match=r"wrong shape for 0\.weight"):
+        load_features(str(tmp_path / "wrong.pth"))
+    torch.save({"something": torch.zeros(3)}, tmp_path / "other.pth")
+    with pytest.raises(VStyleError, match="not a VGG19 state dict"):
+        load_features(str(tmp_path / "other.pth"))
+    (tmp_path / "junk.pth").write_text("not a checkpoint")
+    with pytest.raises(VStyleError, match="cannot be read"):
+        load_features(str(tmp_path / "junk.pth"))
+
+
+def test_missing_imagenet_download_says_where_to_put_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+    monkeypatch.setattr(models._api, "load_state_dict_from_url", offline)
+    with pytest.raises(VStyleError) as e:
+        load_features("imagenet")
+    message = str(e.value)
+    assert "\n" not in message and "--weights FILE" in message
+    assert str(tmp_path / "hub" / "checkpoints") in message and "vgg19-dcbb9e9d.pth" in message
+
+
+def small_stylizer(**changes) -> tuple[Stylizer, torch.Tensor]:
+    o = Options(weights="random", size=48, tol=0, **changes)
+    style = (np.random.default_rng(0).random((48, 48, 3)) * 255).astype(np.uint8)
+    stylizer = Stylizer([style], o)
+    content = to_tensor(frames(1)[0], stylizer.device)
+    return stylizer, content
+
+
+def test_loss_falls_and_every_iteration_runs():
+    stylizer, content = small_stylizer()
+    seen = []
+    stylizer.calibrate(content, content)
+    result, stats = stylizer.stylize(content, content, 12, on_step=lambda i, n, l: seen.append(l))
+    assert stats.iterations == 12 and len(seen) == 12
+    assert seen[0] == pytest.approx(1.0, rel=0.2)  # normalized: frame 1 starts near 1
+    assert seen[-1] < 0.5 * seen[0]
+    assert not torch.equal(result, content) and 0 <= result.min() and result.max() <= 1
+
+
+def test_adam_also_lowers_the_loss():
+    stylizer, content = small_stylizer(optimizer="adam")
+    seen = []
+    stylizer.stylize(content, content, 10, on_step=lambda i, n, l: seen.append(l))
+    assert seen[-1] < seen[0]
+
+
+def test_early_stop_ends_a_converged_frame():
+    stylizer, content = small_stylizer()
+    stylizer.options = stylizer.options.replace(tol=0.5, min_iterations=7)
+    _, stats = stylizer.stylize(content, content, 50)
+    assert 7 <= stats.iterations < 50
+
+
+def test_style_blend_mixes_the_gram_targets():
+    o = Options(weights="random", size=48)
+    rng = np.random.default_rng(1)
+    a, b = [(rng.random((48, 48, 3)) * 255).astype(np.uint8) for _ in range(2)]
+    net = Stylizer([a], o).net
+    ga, gb = Stylizer([a], o, net).style_grams, Stylizer([b], o, net).style_grams
+    mixed = Stylizer([a, b], o.replace(style_blend=(0.7, 0.3)), net).style_grams
+    for layer in o.style_layers:
+        assert torch.allclose(mixed[layer], 0.7 * ga[layer] + 0.3 * gb[layer], rtol=1e-4, atol=1e-6)
+    with pytest.raises(VStyleError, match="one weight per style"):
+        Stylizer([a, b], o.replace(style_blend=(1.0,)), net)
+
+
+def test_flow_warp_follows_a_known_shift():
+    # frame 1 is frame 0 moved right by 3 px: warping frame 0 along the flow gives frame 1.
+    a = frames(1, 96, 64)[0]
+    b = np.zeros_like(a)
+    b[:, 3:] = a[:, :-3]
+    b[:, :3] = a[:, :1]
+    warp = FlowEstimator("dis").warp(a, b)
+    inner = (slice(8, -8), slice(8, -8))
+    err_warped = np.abs(warp.apply(a).astype(float) - b)[inner].mean()
+    err_plain = np.abs(a.astype(float) - b)[inner].mean()
+    assert err_warped < 0.3 * err_plain
+    assert warp.reliable[inner].mean() > 0.8
+    assert warp.reliable[:, :2].mean() < 0.5  # pixels that came from outside the old frame

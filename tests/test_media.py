@@ -1,0 +1,430 @@
+"""media.py: decoding every input kind, encoding every output kind, timing, palettes, errors."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import warnings
+from pathlib import Path
+
+import imageio.v3 as iio
+import imageio_ffmpeg
+import numpy as np
+import pytest
+from PIL import Image
+
+from vstyle import media
+from vstyle.errors import VStyleError, VStyleWarning
+from vstyle.media import Timing
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def moving_square(n: int, w: int = 48, h: int = 32) -> list[np.ndarray]:
+    """A smooth gradient with a white square sliding right: easy to palettize, easy to see."""
+    frames = []
+    for i in range(n):
+        frame = np.zeros((h, w, 3), np.uint8)
+        frame[..., 0] = np.linspace(0, 255, w)[None, :]
+        frame[..., 1] = np.linspace(40, 200, h)[:, None]
+        frame[..., 2] = 90
+        x = (3 * i) % (w - 8)
+        frame[10:18, x:x + 8] = 255
+        frames.append(frame)
+    return frames
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: float) -> Path:
+    """An input video made without media.py, so the round trips test media.py against ffmpeg."""
+    h, w = frames[0].shape[:2]
+    writer = imageio_ffmpeg.write_frames(str(path), (w, h), fps=fps, macro_block_size=1,
+                                         pix_fmt_out="yuv444p", ffmpeg_log_level="error")
+    writer.send(None)
+    for frame in frames:
+        writer.send(np.ascontiguousarray(frame))
+    writer.close()
+    return path
+
+
+def probe(path: Path) -> str:
+    """ffmpeg's description of a file (its stream lines), without ffprobe."""
+    return subprocess.run([FFMPEG, "-hide_banner", "-i", str(path)], capture_output=True,
+                          text=True).stderr
+
+
+def stream_seconds(path: Path, stream: str) -> float:
+    """Decode one stream to nowhere; the last time= ffmpeg reports is its length."""
+    log = subprocess.run([FFMPEG, "-hide_banner", "-i", str(path), "-map", stream, "-f", "null", "-"],
+                         capture_output=True, text=True).stderr
+    h, m, s = re.findall(r"time=(\d+):(\d+):([\d.]+)", log)[-1]
+    return int(h) * 3600 + int(m) * 60 + float(s)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return 10 * np.log10(255 ** 2 / max(mse, 1e-10))
+
+
+def shared(name: str) -> Path:
+    path = SHARED / "clips" / name
+    if not path.exists():
+        pytest.skip(f"{path} is absent")
+    return path
+
+
+# --- timing and sizes ----------------------------------------------------------------------------
+
+def test_timing_sliced_and_for_output():
+    timing = Timing(1000 * 3 / 100, [20, 30, 50], loop=2)
+    first = timing.sliced(2)
+    assert first.durations_ms == [20, 30] and first.fps == pytest.approx(40.0) and first.loop == 2
+    uniform = timing.for_output(12.5)
+    assert uniform.durations_ms is None and uniform.fps == 12.5 and uniform.loop == 2
+    assert timing.for_output(None) is timing
+    assert Timing(24.0, None).sliced(5).fps == 24.0
+
+
+def test_fit_size_and_resize():
+    assert media.fit_size((1280, 720), 512) == (512, 288)
+    assert media.fit_size((300, 600), 1200) == (600, 1200)
+    assert media.fit_size((1000, 10), 100) == (100, 16)
+    frame = moving_square(1)[0]
+    assert media.resize(frame, (24, 16)).shape == (16, 24, 3)
+    assert media.resize(frame, (96, 64)).shape == (64, 96, 3)
+    assert media.resize(frame, (48, 32)) is frame
+
+
+# --- GIF -----------------------------------------------------------------------------------------
+
+def test_gif_varying_durations_and_loop_survive_exactly(tmp_path):
+    durations = [20, 30, 50, 20, 30]
+    out = tmp_path / "out.gif"
+    media.write_output(moving_square(5), out, "gif", Timing(1000 * 5 / 150, durations, loop=0))
+    n, got, loop, local = media.gif_info(out)
+    assert (n, got, loop, local) == (5, durations, 0, False)
+    source = media.open_source(out)
+    assert source.kind == "gif" and source.n_frames == 5 and source.size == (48, 32)
+    assert source.timing.durations_ms == durations and source.timing.loop == 0
+    assert source.timing.fps == pytest.approx(1000 * 5 / 150)
+
+
+def test_gif_at_24_fps_has_an_exact_total(tmp_path):
+    out = tmp_path / "out.gif"
+    media.write_output(lambda: iter(moving_square(12)), out, "gif", Timing(24.0, None))
+    n, durations, loop, _ = media.gif_info(out)
+    assert n == 12 and sum(durations) == 500  # 12 / 24 s, to the centisecond
+    assert set(durations) == {40, 50}  # spread rounding, not 40 ms truncation (a fast clip)
+
+
+@pytest.mark.parametrize("loop", [-1, 3])
+def test_gif_loop_count(tmp_path, loop):
+    out = tmp_path / "out.gif"
+    media.write_output(moving_square(3), out, "gif", Timing(10.0, None, loop=loop))
+    assert media.gif_info(out)[2] == loop
+    with Image.open(out) as image:  # Pillow agrees
+        assert image.info.get("loop") == (None if loop == -1 else loop)
+
+
+def test_gif_one_global_palette_every_frame_kept_and_faithful(tmp_path):
+    frames = moving_square(8)
+    frames[4] = frames[3].copy()  # identical neighbours must not be merged or dropped
+    out = tmp_path / "out.gif"
+    media.write_output(frames, out, "gif", Timing(10.0, None), gif_dither="bayer")
+    n, durations, _, local = media.gif_info(out)
+    assert n == 8 and durations == [100] * 8 and not local
+    decoded = [frame[..., :3] for frame in iio.imiter(out, plugin="pillow")]
+    assert len(decoded) == 8
+    score = min(psnr(a, b) for a, b in zip(frames, decoded))
+    print(f"GIF PSNR (worst frame): {score:.1f} dB")
+    assert score > 25
+
+
+@pytest.mark.parametrize("dither", ["sierra2_4a", "floyd_steinberg", "none"])
+def test_gif_dithers(tmp_path, dither):
+    out = tmp_path / "out.gif"
+    media.write_output(moving_square(3), out, "gif", Timing(10.0, None), gif_dither=dither)
+    assert media.gif_info(out)[0] == 3
+
+
+def test_gif_real_clip_keeps_its_timing(tmp_path):
+    source = media.open_source(shared("newtonscradle.gif"))
+    assert (source.kind, source.n_frames, source.size, source.timing.loop) == ("gif", 36, (200, 150), 0)
+    assert min(source.timing.durations_ms) == 20 and max(source.timing.durations_ms) == 50
+    out = tmp_path / "cradle.gif"
+    media.write_output(lambda: source.frames((100, 75)), out, "gif", source.timing)
+    n, durations, loop, local = media.gif_info(out)
+    assert (n, durations, loop, local) == (36, source.timing.durations_ms, 0, False)
+    capped = media.open_source(source.path, max_frames=10)
+    assert capped.n_frames == 10 and capped.timing.durations_ms == source.timing.durations_ms[:10]
+    assert len(list(capped.frames())) == 10
+
+
+def test_large_gif_warns(tmp_path, monkeypatch):
+    monkeypatch.setattr(media, "LARGE_GIF_BYTES", 100)
+    with pytest.warns(VStyleWarning, match="--size or --fps"):
+        media.write_output(moving_square(2), tmp_path / "out.gif", "gif", Timing(10.0, None))
+
+
+def test_gif_faster_than_browsers_play_warns(tmp_path):
+    with pytest.warns(VStyleWarning, match="--fps 50"):
+        media.write_output(moving_square(3), tmp_path / "out.gif", "gif", Timing(100.0, None))
+    assert media.gif_info(tmp_path / "out.gif")[1] == [20, 20, 20]
+
+
+# --- video ---------------------------------------------------------------------------------------
+
+def test_video_round_trip(tmp_path):
+    frames = moving_square(12)
+    source = media.open_source(write_video(tmp_path / "in.mp4", frames, fps=15))
+    assert (source.kind, source.n_frames, source.size, source.has_audio) == ("video", 12, (48, 32), False)
+    assert source.timing.fps == 15 and source.timing.durations_ms is None
+    decoded = list(source.frames())
+    assert len(decoded) == 12 and decoded[0].dtype == np.uint8 and decoded[0].shape == (32, 48, 3)
+    assert psnr(decoded[5], frames[5]) > 30
+    assert [f.shape for f in source.frames((24, 16))] == [(16, 24, 3)] * 12
+    out = tmp_path / "out.mp4"
+    media.write_output(lambda: source.frames(), out, "mp4", source.timing)
+    back = media.open_source(out)
+    assert (back.n_frames, back.timing.fps, back.has_audio) == (12, 15, False)
+    assert "yuv420p" in probe(out)
+
+
+def test_odd_size_mp4_drops_the_last_row_and_column(tmp_path):
+    frames = [media.resize(f, (47, 31)) for f in moving_square(5)]
+    out = tmp_path / "odd.mp4"
+    media.write_output(frames, out, "mp4", Timing(10.0, None), crf=23)
+    back = media.open_source(out)
+    assert back.size == (46, 30) and back.n_frames == 5
+
+
+def test_mp4_from_the_real_clip_keeps_fps_and_audio(tmp_path):
+    source = media.open_source(shared("cockatoo.mp4"), max_frames=6)
+    assert (source.n_frames, source.size, source.timing.fps, source.has_audio) == (6, (1280, 720), 20, True)
+    out = tmp_path / "bird.mp4"
+    media.write_output(lambda: source.frames((160, 90)), out, "mp4", source.timing,
+                       audio_from=source.path)
+    info = probe(out)
+    assert "yuv420p" in info and "20 fps" in info and "Audio: mp3" in info
+    back = media.open_source(out)
+    assert (back.n_frames, back.timing.fps, back.size, back.has_audio) == (6, 20, (160, 90), True)
+    video, audio = stream_seconds(out, "0:v"), stream_seconds(out, "0:a")
+    assert video == pytest.approx(0.3, abs=0.02)
+    assert audio == pytest.approx(video, abs=0.1)  # cut to the video, not the 14 s track
+
+
+def test_source_without_audio_gives_a_silent_mp4(tmp_path):
+    silent = write_video(tmp_path / "in.mp4", moving_square(4), fps=8)
+    source = media.open_source(silent)
+    assert not source.has_audio
+    out = tmp_path / "out.mp4"
+    media.write_output(lambda: source.frames(), out, "mp4", source.timing,
+                       audio_from=source.path if source.has_audio else None)
+    assert "Audio" not in probe(out) and media.open_source(out).n_frames == 4
+    # Even handed a silent file as the audio source, the mux does not fail.
+    media.write_output(lambda: source.frames(), out, "mp4", source.timing, audio_from=silent)
+    assert "Audio" not in probe(out) and media.open_source(out).n_frames == 4
+
+
+# --- folders and stills --------------------------------------------------------------------------
+
+def test_folder_natural_sort_and_mixed_sizes(tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    frames = moving_square(4)
+    names = ["frame10.png", "frame2.png", "Frame1.PNG", "frame3.jpg"]
+    for frame, name in zip(frames, names):
+        Image.fromarray(frame).save(folder / name, quality=95)
+    Image.fromarray(media.resize(frames[0], (96, 64))).save(folder / "frame11.png")  # larger
+    (folder / "notes.txt").write_text("not a frame")
+    (folder / ".hidden.png").write_bytes(b"")
+    source = media.open_source(folder)
+    assert [p.name for p in source.files] == ["Frame1.PNG", "frame2.png", "frame3.jpg",
+                                              "frame10.png", "frame11.png"]
+    assert (source.kind, source.n_frames, source.size, source.timing.fps) == ("folder", 5, (48, 32), 10)
+    decoded = list(source.frames())
+    assert [f.shape for f in decoded] == [(32, 48, 3)] * 5
+    assert np.array_equal(decoded[0], frames[2]) and np.array_equal(decoded[3], frames[0])
+    assert media.open_source(folder, max_frames=2).n_frames == 2
+
+
+def test_still_image_source(tmp_path):
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(moving_square(1)[0]).save(path, quality=95)
+    source = media.open_source(path)
+    assert (source.kind, source.n_frames, source.size) == ("image", 1, (48, 32))
+    assert [f.shape for f in source.frames((24, 16))] == [(16, 24, 3)]
+
+
+def test_folder_output_replaces_only_our_own_frames(tmp_path):
+    out = tmp_path / "stylized"
+    media.write_output(moving_square(3), out, "folder", Timing(10.0, None))
+    assert sorted(p.name for p in out.iterdir()) == ["00001.png", "00002.png", "00003.png"]
+    assert np.array_equal(iio.imread(out / "00002.png"), moving_square(3)[1])
+    media.write_output(moving_square(2), out, "folder", Timing(10.0, None))  # a rerun replaces it
+    assert sorted(p.name for p in out.iterdir()) == ["00001.png", "00002.png"]
+    (out / "mine.txt").write_text("keep me")
+    source = media.open_source(out)
+    with pytest.raises(VStyleError, match="not empty"):
+        media.check_output(out, media.Source(tmp_path / "x.mp4", "video", 3, (8, 8), Timing(1, None), False))
+    with pytest.raises(VStyleError, match="not empty"):
+        media.write_output(moving_square(2), out, "folder", source.timing)
+    assert (out / "mine.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stylized"]
+
+
+@pytest.mark.parametrize("name", ["out.png", "out.jpg"])
+def test_image_output(tmp_path, name):
+    out = tmp_path / name
+    media.write_output(moving_square(3), out, "image", Timing(10.0, None))
+    assert psnr(iio.imread(out)[..., :3], moving_square(1)[0]) > 35
+
+
+# --- style images --------------------------------------------------------------------------------
+
+def style_modes(tmp_path: Path) -> dict[str, tuple[Path, tuple[int, int, int]]]:
+    """Style images in awkward modes, each with the RGB its pixel (0, 0) must load as."""
+    grey = tmp_path / "grey.png"
+    Image.fromarray(np.full((8, 8), 77, np.uint8), "L").save(grey)
+    rgba = tmp_path / "rgba.png"
+    Image.fromarray(np.zeros((8, 8, 4), np.uint8), "RGBA").save(rgba)  # transparent → white
+    paletted = tmp_path / "palette.png"
+    colours = Image.fromarray(np.full((8, 8, 3), (200, 10, 10), np.uint8))
+    colours.convert("P", palette=Image.Palette.ADAPTIVE).save(paletted)
+    with Image.open(paletted) as image:
+        assert image.mode == "P"
+    deep = tmp_path / "deep.png"
+    Image.fromarray(np.full((8, 8), 32896, np.uint16)).save(deep)  # 16-bit grey 0.502
+    return {"grey": (grey, (77, 77, 77)), "rgba": (rgba, (255, 255, 255)),
+            "palette": (paletted, (200, 10, 10)), "16-bit": (deep, (128, 128, 128))}
+
+
+@pytest.mark.parametrize("mode", ["grey", "rgba", "palette", "16-bit"])
+def test_style_images_load_as_rgb(tmp_path, mode):
+    path, expected = style_modes(tmp_path)[mode]
+    image = media.load_image(path)
+    assert image.dtype == np.uint8 and image.shape == (8, 8, 3)
+    assert tuple(int(v) for v in image[0, 0]) == pytest.approx(expected, abs=1)
+
+
+def test_style_image_that_is_not_an_image(tmp_path):
+    path = tmp_path / "painting.jpg"
+    path.write_text("hello")
+    with pytest.raises(VStyleError, match=r"style image .* is not an image.*\.jpg or \.png"):
+        media.load_image(path)
+    with pytest.raises(VStyleError, match="not found"):
+        media.load_image(tmp_path / "missing.jpg")
+
+
+# --- input errors --------------------------------------------------------------------------------
+
+def broken_inputs(tmp_path: Path) -> dict[str, Path]:
+    text_gif = tmp_path / "text.gif"
+    text_gif.write_text("GIF? no, a note")
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    full = write_video(tmp_path / "full.mp4", moving_square(10), fps=10)
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(full.read_bytes()[:300])
+    no_images = tmp_path / "no_images"
+    no_images.mkdir()
+    (no_images / "readme.txt").write_text("x")
+    unsupported = tmp_path / "clip.xyz"
+    unsupported.write_text("x")
+    return {"missing": tmp_path / "missing.mp4", "empty": empty, "text_gif": text_gif,
+            "truncated": truncated, "no_images": no_images, "unsupported": unsupported}
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing", "not found"), ("empty", "empty"), ("text_gif", "not a readable GIF"),
+    ("truncated", "cannot be decoded"), ("no_images", "has no images"),
+    ("unsupported", "unsupported extension.*\\.mp4"),
+])
+def test_broken_inputs_give_one_line_errors(tmp_path, case, message):
+    with pytest.raises(VStyleError, match=message) as error:
+        media.open_source(broken_inputs(tmp_path)[case])
+    assert "\n" not in str(error.value) and ":" in str(error.value)
+
+
+# --- output paths --------------------------------------------------------------------------------
+
+def test_output_kind(tmp_path):
+    assert media.output_kind(Path("a.GIF")) == "gif"
+    assert media.output_kind(Path("a.mp4")) == "mp4"
+    assert media.output_kind(Path("a.jpeg")) == "image"
+    assert media.output_kind(Path("frames")) == "folder"
+    (tmp_path / "dir.v2").mkdir()
+    assert media.output_kind(tmp_path / "dir.v2") == "folder"
+    with pytest.raises(VStyleError, match=r"\.avi is not supported.*\.gif, \.mp4"):
+        media.output_kind(Path("a.avi"))
+
+
+def test_default_output(tmp_path):
+    clip = media.Source(tmp_path / "clip.mov", "video", 5, (8, 8), Timing(10, None), True)
+    assert media.default_output(clip, [Path("s/starry.jpg")]) == tmp_path / "clip-starry.mp4"
+    folder = media.Source(tmp_path / "shots.v1", "folder", 5, (8, 8), Timing(10, None), False)
+    assert media.default_output(folder, [Path("a.jpg"), Path("b.png")]) == tmp_path / "shots.v1-a+b"
+    still = media.Source(tmp_path / "p.jpg", "image", 1, (8, 8), Timing(10, None), False)
+    assert media.default_output(still, [Path("a.jpg")]) == tmp_path / "p-a.png"
+
+
+def test_check_output(tmp_path):
+    clip = write_video(tmp_path / "clip.mp4", moving_square(3), fps=10)
+    source = media.open_source(clip)
+    assert media.check_output(tmp_path / "new" / "deeper" / "out.gif", source) == "gif"
+    assert (tmp_path / "new" / "deeper").is_dir()
+    assert sorted(p.name for p in (tmp_path / "new" / "deeper").iterdir()) == []  # probe removed
+    with pytest.raises(VStyleError, match="is the input itself"):
+        media.check_output(tmp_path / "." / "clip.mp4", source)
+    with pytest.raises(VStyleError, match=r"still image.*\.gif, \.mp4 or a folder"):
+        media.check_output(tmp_path / "out.png", source)
+    with pytest.raises(VStyleError, match="not supported"):
+        media.check_output(tmp_path / "out.webp", source)
+    (tmp_path / "afile").write_text("a file, not a folder")
+    with pytest.raises(VStyleError, match="writable output folder"):  # fails even for root
+        media.check_output(tmp_path / "afile" / "out.gif", source)
+    still = media.open_source(write_video(tmp_path / "one.mp4", moving_square(1), fps=10))
+    assert media.check_output(tmp_path / "still.jpg", still) == "image"
+
+
+# --- atomic writes -------------------------------------------------------------------------------
+
+def failing_frames(error: type[BaseException]):
+    def frames():
+        for i, frame in enumerate(moving_square(5)):
+            if i == 2:
+                raise error("stopped midway")
+            yield frame
+    return frames
+
+
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+@pytest.mark.parametrize("name, kind", [("out.gif", "gif"), ("out.mp4", "mp4"), ("out", "folder")])
+def test_failure_midway_leaves_nothing(tmp_path, name, kind, error):
+    with pytest.raises(error, match="stopped midway"):
+        media.write_output(failing_frames(error), tmp_path / name, kind, Timing(10.0, None))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_rewrite_keeps_the_old_output(tmp_path):
+    out = tmp_path / "out.gif"
+    media.write_output(moving_square(3), out, "gif", Timing(10.0, None))
+    before = out.read_bytes()
+    with pytest.raises(RuntimeError):
+        media.write_output(failing_frames(RuntimeError), out, "gif", Timing(10.0, None))
+    assert out.read_bytes() == before and list(tmp_path.iterdir()) == [out]
+
+
+def test_ffmpeg_failure_is_a_one_line_error(tmp_path):
+    frames = moving_square(2)
+    with pytest.raises(VStyleError, match="could not write") as error:
+        media.write_output(frames, tmp_path / "out.mp4", "mp4", Timing(10.0, None),
+                           audio_from=tmp_path / "missing.mp3")
+    assert "\n" not in str(error.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_no_warnings_on_a_plain_write(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        media.write_output(moving_square(3), tmp_path / "out.gif", "gif", Timing(12.0, None))

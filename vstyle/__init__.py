@@ -1,0 +1,13 @@
+"""vstyle: turn a video, a GIF or a folder of images into an animated painting.
+
+Pipeline (one module each): media (decode) -> vgg + losses (features and loss terms) ->
+optimize (one frame) -> flow (temporal warm start) -> video (the frame loop) -> media (encode).
+"""
+
+from .errors import VStyleError, VStyleWarning
+from .options import Options
+from .video import Event, Interrupted, RunResult, stylize, stylize_image
+
+__all__ = ["Options", "VStyleError", "VStyleWarning", "Event", "Interrupted", "RunResult",
+           "stylize", "stylize_image"]
+__version__ = "0.1.0"

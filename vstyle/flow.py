@@ -1,0 +1,71 @@
+"""Optical flow between input frames, warping along it, and where the warp can be trusted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass
+class Warp:
+    """How to carry frame t-1 into frame t: for each pixel of t, where it was in t-1."""
+    map_x: np.ndarray  # (H, W) float32 source x in frame t-1
+    map_y: np.ndarray
+    reliable: np.ndarray  # (H, W) float32, 1 where the forward-backward check passes
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        """Warp an (H, W, C) image of frame t-1 into frame t (borders replicated)."""
+        return cv2.remap(image, self.map_x, self.map_y, cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE)
+
+
+class FlowEstimator:
+    """Dense optical flow with OpenCV: DIS (fast, good) or Farneback (classic)."""
+
+    def __init__(self, method: str = "dis"):
+        self.method = method
+        if method == "dis":
+            self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+
+    def __call__(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+        """Flow from grey uint8 `src` to `dst`: (H, W, 2), src(x) ~ dst(x + flow(x))."""
+        if self.method == "dis":
+            return self._dis.calc(src, dst, None)
+        return cv2.calcOpticalFlowFarneback(src, dst, None, 0.5, 4, 15, 3, 5, 1.1, 0)
+
+    def warp(self, prev: np.ndarray, cur: np.ndarray) -> Warp:
+        """The warp from RGB frame `prev` (t-1) to `cur` (t), with its reliability mask."""
+        g_prev, g_cur = grey(prev), grey(cur)
+        backward = self(g_cur, g_prev)  # t -> t-1: where each pixel of t came from
+        forward = self(g_prev, g_cur)  # t-1 -> t
+        return make_warp(backward, forward)
+
+
+def grey(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+
+
+def make_warp(backward: np.ndarray, forward: np.ndarray) -> Warp:
+    """Sampling maps from the backward flow, and Ruder et al.'s reliability mask.
+
+    A pixel is unreliable where the backward flow w and the forward flow w^ at the point it
+    lands on do not cancel (|w + w^|^2 > 0.01 (|w|^2 + |w^|^2) + 0.5: occluded or badly
+    matched), at motion boundaries (|grad w^|^2 > 0.01 |w^|^2 + 0.002), and where it comes from
+    outside the previous frame.
+    """
+    h, w = backward.shape[:2]
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    map_x, map_y = xs + backward[..., 0], ys + backward[..., 1]
+    fwd_at = cv2.remap(forward, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    round_trip = np.sum((backward + fwd_at) ** 2, axis=2)
+    magnitude = np.sum(backward ** 2, axis=2) + np.sum(fwd_at ** 2, axis=2)
+    occluded = round_trip > 0.01 * magnitude + 0.5
+    gx = cv2.Sobel(fwd_at, cv2.CV_32F, 1, 0, ksize=1) * 0.5  # central differences
+    gy = cv2.Sobel(fwd_at, cv2.CV_32F, 0, 1, ksize=1) * 0.5
+    grad2 = np.sum(gx ** 2 + gy ** 2, axis=2)
+    boundary = grad2 > 0.01 * np.sum(fwd_at ** 2, axis=2) + 0.002
+    outside = (map_x < 0) | (map_x > w - 1) | (map_y < 0) | (map_y > h - 1)
+    reliable = ~(occluded | boundary | outside)
+    return Warp(map_x, map_y, reliable.astype(np.float32))

@@ -1,0 +1,600 @@
+"""Decode any input (video, GIF, folder, still) into frames + timing, and encode frames atomically.
+
+Frames are RGB uint8 arrays of shape (H, W, 3). Decoding and encoding both stream, so memory stays
+flat however long the clip. ffmpeg is the one imageio-ffmpeg ships; its failures, like those of
+Pillow and OpenCV, leave this module as a VStyleError whose one line names the file and the fix.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import tempfile
+import warnings
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from fractions import Fraction
+from itertools import chain
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import cv2
+import imageio_ffmpeg
+import numpy as np
+from PIL import Image, ImageOps
+
+from .errors import VStyleError, VStyleWarning
+
+VIDEO_EXTS = {".mp4", ".mov", ".mkv", ".webm", ".avi"}
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+OUTPUT_EXTS = {".gif": "gif", ".mp4": "mp4", ".png": "image", ".jpg": "image", ".jpeg": "image"}
+FOLDER_FPS = 10.0  # folders and stills carry no timing of their own
+LARGE_GIF_BYTES = 20 * 1024 * 1024
+GIF_DITHER = {"bayer": "bayer:bayer_scale=5", "sierra2_4a": "sierra2_4a",
+              "floyd_steinberg": "floyd_steinberg", "none": "none"}
+# mp4 holds these audio codecs as they are; anything else (pcm, vorbis...) is re-encoded to AAC.
+MP4_AUDIO_COPY = {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"}
+_FRAME_NAME = re.compile(r"\d{5,}\.png")
+
+
+@dataclass
+class Timing:
+    fps: float  # frames per second (GIF input: n / total duration)
+    durations_ms: list[int] | None  # per-frame durations (GIF input), else None
+    loop: int = 0  # GIF loop count as ffmpeg's -loop: 0 = forever, -1 = play once (no loop block)
+
+    def sliced(self, n: int) -> "Timing":
+        """The timing of the first n frames."""
+        if self.durations_ms is None:
+            return Timing(self.fps, None, self.loop)
+        durations = self.durations_ms[:n]
+        return Timing(1000 * len(durations) / max(sum(durations), 1), durations, self.loop)
+
+    def for_output(self, fps_override: float | None) -> "Timing":
+        """--fps replaces whatever the input had with uniform frames."""
+        if fps_override is None:
+            return self
+        return Timing(float(fps_override), None, self.loop)
+
+
+@dataclass
+class Source:
+    path: Path
+    kind: str  # "video" | "gif" | "folder" | "image"
+    n_frames: int  # exact count, already capped by max_frames
+    size: tuple[int, int]  # (width, height) of the source frames (folder: the first image's)
+    timing: Timing
+    has_audio: bool  # video with an audio stream
+    files: list[Path] = field(default_factory=list, repr=False)  # folder: its images, in order
+
+    def frames(self, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
+        """Lazily decode the n_frames frames, RGB uint8 (H, W, 3), resized to size=(w, h) if given."""
+        decode = {"video": _video_frames, "gif": _gif_frames, "folder": _folder_frames,
+                  "image": _folder_frames}[self.kind]
+        for frame in decode(self):
+            # One resize straight to the target: folder images of other sizes follow the first's.
+            yield resize(frame, size or self.size)
+
+
+# --- images --------------------------------------------------------------------------------------
+
+def _to_rgb(image: Image.Image) -> np.ndarray:
+    """Any Pillow mode → RGB uint8; transparency is composited on white, as a viewer shows it."""
+    image = ImageOps.exif_transpose(image)  # phone photos store their rotation in EXIF
+    if image.mode.startswith("I") or image.mode == "F":
+        # 16-bit greys: Pillow's own conversion clips at 255 instead of scaling.
+        values = np.asarray(image, dtype=np.float64)
+        if image.mode.startswith("I;16") or values.max() > 255:
+            values = values / 257
+        image = Image.fromarray(np.clip(values + 0.5, 0, 255).astype(np.uint8), "L")
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
+    return np.array(image.convert("RGB"))
+
+
+def _read_image(path: Path, problem: str) -> np.ndarray:
+    """Decode an image file; a failure is a VStyleError saying `problem` (with {path}, {why})."""
+    try:
+        with Image.open(path) as image:
+            return _to_rgb(image)
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        raise VStyleError(problem.format(path=path, why=_brief(error))) from None
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """A style image as RGB uint8 (H, W, 3), whatever its mode (grey, RGBA, palette, 16-bit)."""
+    if not Path(path).is_file():
+        raise VStyleError(f"style image {path} not found: check the path")
+    return _read_image(Path(path), "style image {path} is not an image ({why}): "
+                                   "pass a .jpg or .png painting")
+
+
+def fit_size(size: tuple[int, int], long_side: int) -> tuple[int, int]:
+    """(w, h) scaled so that the long side is long_side, keeping the aspect; each side >= 16."""
+    w, h = size
+    scale = long_side / max(w, h)
+    return max(16, round(w * scale)), max(16, round(h * scale))
+
+
+def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize to size=(w, h): INTER_AREA when shrinking (no aliasing), INTER_CUBIC when enlarging."""
+    h, w = image.shape[:2]
+    if (w, h) == tuple(size):
+        return image
+    shrinking = size[0] * size[1] < w * h
+    return cv2.resize(image, tuple(size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
+
+
+def _natural_key(path: Path) -> list:
+    """frame2 before frame10, case-insensitive: digit runs compare as numbers."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name.lower())]
+
+
+def _brief(error: BaseException) -> str:
+    """The last non-empty line of an error, to keep user messages to one line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
+
+
+# --- decoding ------------------------------------------------------------------------------------
+
+def open_source(path: str | Path, max_frames: int | None = None) -> Source:
+    """Probe an input (kind, exact frame count, size, timing, audio) without decoding it all."""
+    path = Path(path)
+    if not path.exists():
+        raise VStyleError(f"input {path} not found: check the path")
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        source = _open_folder(path)
+    elif path.stat().st_size == 0:
+        raise VStyleError(f"input {path} is empty (0 bytes): pass a complete file")
+    elif suffix in VIDEO_EXTS:
+        source = _open_video(path)
+    elif suffix == ".gif":
+        source = _open_gif(path)
+    elif suffix in IMAGE_EXTS:
+        size = _read_input_image(path).shape[1::-1]
+        source = Source(path, "image", 1, size, Timing(FOLDER_FPS, None), False, [path])
+    else:
+        supported = ", ".join(sorted(VIDEO_EXTS | IMAGE_EXTS | {".gif"}))
+        raise VStyleError(f"input {path} has an unsupported extension: pass a folder or one of {supported}")
+    if max_frames is not None and max_frames < source.n_frames:
+        source.n_frames, source.timing = max_frames, source.timing.sliced(max_frames)
+    return source
+
+
+def _read_input_image(path: Path) -> np.ndarray:
+    return _read_image(path, "input image {path} cannot be read ({why}): re-save it as .png or .jpg")
+
+
+def _open_folder(path: Path) -> Source:
+    files = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTS
+                    and not p.name.startswith(".") and p.is_file()), key=_natural_key)
+    if not files:
+        raise VStyleError(f"folder {path} has no images: put {', '.join(sorted(IMAGE_EXTS))} frames in it")
+    size = _read_input_image(files[0]).shape[1::-1]
+    return Source(path, "folder", len(files), size, Timing(FOLDER_FPS, None), False, files)
+
+
+def _folder_frames(source: Source) -> Iterator[np.ndarray]:
+    for path in (source.files or [source.path])[: source.n_frames]:
+        yield _read_input_image(path)  # Source.frames resizes it
+
+
+def _unreadable_video(path: Path, error: BaseException) -> VStyleError:
+    return VStyleError(f"video {path} cannot be decoded ({_brief(error)}): it is corrupt or "
+                       "truncated; re-export or re-download it")
+
+
+def _open_video(path: Path) -> Source:
+    try:
+        reader = imageio_ffmpeg.read_frames(str(path))
+        meta = next(reader)
+        reader.close()
+        n, seconds = imageio_ffmpeg.count_frames_and_secs(str(path))
+    except Exception as error:  # anything ffmpeg or its header parser raise: the file is unusable
+        raise _unreadable_video(path, error) from None
+    if not n:
+        raise _unreadable_video(path, ValueError("no decodable frames"))
+    fps = meta.get("fps") or (n / seconds if seconds else 25.0)
+    return Source(path, "video", n, tuple(meta["size"]), Timing(float(fps), None),
+                  "audio_codec" in meta)
+
+
+def _video_frames(source: Source) -> Iterator[np.ndarray]:
+    # passthrough: every coded frame once, as count_frames_and_secs counts them (no CFR dup/drop).
+    reader = imageio_ffmpeg.read_frames(str(source.path),
+                                        output_params=["-map", "0:v:0", "-fps_mode", "passthrough"])
+    try:
+        w, h = _decode_step(source, reader)["size"]
+        for i in range(source.n_frames):
+            data = _decode_step(source, reader)
+            if data is None:
+                raise VStyleError(f"video {source.path} ended after {i} of {source.n_frames} frames: "
+                                  "re-export it or pass --max-frames")
+            yield np.frombuffer(data, np.uint8).reshape(h, w, 3).copy()
+    finally:
+        reader.close()  # stops ffmpeg when the caller quits early
+
+
+def _decode_step(source: Source, reader: Iterator):
+    try:
+        return next(reader, None)
+    except Exception as error:  # ffmpeg died mid-file
+        raise _unreadable_video(source.path, error) from None
+
+
+def _open_gif(path: Path) -> Source:
+    try:
+        n, durations, loop, _ = gif_info(path)
+        with Image.open(path) as image:
+            size = image.size
+    except (OSError, ValueError) as error:
+        raise VStyleError(f"{path} is not a readable GIF ({_brief(error)}): "
+                          "re-export it as a GIF or pass a video") from None
+    if n == 0:
+        raise VStyleError(f"GIF {path} has no frames: re-export it")
+    # Browsers play delays of 0 and 10 ms at 100 ms; keep the clip's look as people know it.
+    durations = [d if d > 10 else 100 for d in durations]
+    return Source(path, "gif", n, size, Timing(1000 * n / sum(durations), durations, loop), False)
+
+
+def _gif_frames(source: Source) -> Iterator[np.ndarray]:
+    try:
+        with Image.open(source.path) as image:
+            for i in range(source.n_frames):
+                image.seek(i)  # Pillow composites each frame onto the previous ones
+                yield _to_rgb(image)
+    except (OSError, ValueError, EOFError) as error:
+        raise VStyleError(f"GIF {source.path} is damaged ({_brief(error)}): re-export it") from None
+
+
+# --- the GIF block structure ---------------------------------------------------------------------
+
+def _gif_blocks(data: bytes) -> Iterator[tuple[str, int, int]]:
+    """Walk a GIF: yield (kind, start, end) for "head" (header + screen + global table), "gce",
+    "netscape", "ext" (other extensions), "image" (descriptor + local table + LZW data)."""
+    if data[:6] not in (b"GIF87a", b"GIF89a") or len(data) < 13:
+        raise ValueError("no GIF header")
+    pos = 13 + _table_size(data[10])
+    yield "head", 0, pos
+    while pos < len(data) and data[pos] != 0x3B:  # 0x3B: trailer
+        start = pos
+        if data[pos] == 0x21 and pos + 2 < len(data):  # extension: label, then sub-blocks
+            label, pos = data[pos + 1], _skip_sub_blocks(data, pos + 2)
+            app_id = data[start + 3: start + 14]
+            kind = {0xF9: "gce"}.get(label, "netscape" if label == 0xFF and app_id in
+                                     (b"NETSCAPE2.0", b"ANIMEXTS1.0") else "ext")
+        elif data[pos] == 0x2C and pos + 10 < len(data):  # image: descriptor, local table,
+            pos += 10 + _table_size(data[pos + 9])        # LZW code size, sub-blocks
+            pos, kind = _skip_sub_blocks(data, pos + 1), "image"
+        elif data[pos] in (0x21, 0x2C):
+            return  # truncated inside a block header
+        else:
+            pos += 1  # a stray byte between blocks: skip it, as Pillow and browsers do
+            continue
+        if pos > len(data):
+            return  # truncated: a partial block is not a frame
+        yield kind, start, pos
+
+
+def _table_size(packed: int) -> int:
+    """Bytes of the colour table a screen or image descriptor's packed field announces."""
+    return 3 << ((packed & 7) + 1) if packed & 0x80 else 0
+
+
+def _skip_sub_blocks(data: bytes, pos: int) -> int:
+    while pos < len(data) and data[pos]:
+        pos += data[pos] + 1
+    return pos + 1
+
+
+def gif_info(path: str | Path) -> tuple[int, list[int], int, bool]:
+    """(n_frames, durations_ms, loop, has_local_color_tables) read from the blocks, not decoded.
+    loop follows ffmpeg's -loop: 0 = forever, -1 = no loop block (plays once)."""
+    data = Path(path).read_bytes()
+    durations, delay, loop, local = [], 0, -1, False
+    for kind, start, end in _gif_blocks(data):
+        if kind == "gce":
+            delay = 10 * int.from_bytes(data[start + 4: start + 6], "little")
+        elif kind == "netscape" and end - start >= 19:
+            loop = int.from_bytes(data[start + 16: start + 18], "little")
+        elif kind == "image":
+            local |= bool(data[start + 9] & 0x80)
+            durations.append(delay)
+            delay = 0  # a GCE covers only the next image
+    return len(durations), durations, loop, local
+
+
+def _gif_delays(timing: Timing, n: int) -> list[int]:
+    """Centisecond delays whose running total follows the exact clock (4, 4, 5 cs at 24 fps)."""
+    given = timing.durations_ms or []
+    ends_ms, t = [], 0.0
+    for i in range(n):
+        t += given[i] if i < len(given) else 1000 / timing.fps
+        ends_ms.append(t)
+    ticks = [0] + [math.floor(ms / 10 + 0.5) for ms in ends_ms]
+    delays = [b - a for a, b in zip(ticks, ticks[1:])]
+    if min(delays) < 2:
+        warnings.warn("GIF frames shorter than 20 ms play at 100 ms in browsers, so they are set "
+                      "to 20 ms and the GIF runs slow: pass --fps 50 or less, or write .mp4",
+                      VStyleWarning, stacklevel=2)
+    return [max(2, d) for d in delays]
+
+
+def _retime_gif(data: bytes, delays: list[int], loop: int) -> bytearray:
+    """Set each frame's delay and the loop block; every image gets a GCE of its own."""
+    out, gce, frame = bytearray(), None, 0
+    for kind, start, end in _gif_blocks(data):
+        block = bytearray(data[start:end])
+        if kind == "head":
+            out += block
+            if loop >= 0:  # right after the global table, where players look for it
+                out += b"\x21\xFF\x0BNETSCAPE2.0\x03\x01" + loop.to_bytes(2, "little") + b"\x00"
+        elif kind == "gce":
+            gce = block
+        elif kind == "image":
+            gce = gce or bytearray(b"\x21\xF9\x04\x00\x00\x00\x00\x00")
+            gce[4:6] = delays[frame].to_bytes(2, "little")
+            out += gce + block
+            gce, frame = None, frame + 1
+        elif kind == "ext":
+            out += block
+    if frame != len(delays):
+        raise RuntimeError(f"ffmpeg wrote {frame} GIF frames for {len(delays)} input frames")
+    out += b"\x3B"  # trailer
+    return out
+
+
+# --- output paths --------------------------------------------------------------------------------
+
+def output_kind(path: Path) -> str:
+    """"gif" | "mp4" | "image" | "folder" (an existing folder, or a name without extension)."""
+    path = Path(path)
+    if path.is_dir() or not path.suffix:
+        return "folder"
+    kind = OUTPUT_EXTS.get(path.suffix.lower())
+    if kind is None:
+        raise VStyleError(f"output {path}: {path.suffix} is not supported: use .gif, .mp4, "
+                          ".png, .jpg or a folder name without extension")
+    return kind
+
+
+def default_output(source: Source, style_paths: list[Path]) -> Path:
+    """<input>-<style> beside the input, in the input's kind."""
+    stem = source.path.name if source.kind == "folder" else source.path.stem
+    styles = "+".join(Path(p).stem for p in style_paths) or "stylized"
+    suffix = {"video": ".mp4", "gif": ".gif", "folder": "", "image": ".png"}[source.kind]
+    return source.path.parent / f"{stem}-{styles}{suffix}"
+
+
+def check_output(output: Path, source: Source) -> str:
+    """Refuse an output that would fail at the end of a long run; return its kind."""
+    output = Path(output)
+    kind = output_kind(output)
+    if kind == "image" and source.n_frames > 1:
+        raise VStyleError(f"output {output} is a still image but the input has {source.n_frames} "
+                          "frames: write .gif, .mp4 or a folder")
+    if output.resolve() == source.path.resolve():
+        raise VStyleError(f"output {output} is the input itself: choose another output name")
+    if kind == "folder":
+        _check_folder_target(output)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{output.name}.tmp-", dir=output.parent)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as error:
+        raise VStyleError(f"cannot write to {output.parent} ({_brief(error)}): "
+                          "choose a writable output folder") from None
+    return kind
+
+
+def _check_folder_target(folder: Path) -> None:
+    """Replace only an empty folder or one that holds nothing but our own NNNNN.png frames."""
+    if folder.exists() and not folder.is_dir():
+        raise VStyleError(f"output {folder} is a file: choose a folder name")
+    if folder.is_dir() and not all(_FRAME_NAME.fullmatch(p.name) for p in folder.iterdir()):
+        raise VStyleError(f"output folder {folder} is not empty: choose a new folder")
+
+
+# --- encoding ------------------------------------------------------------------------------------
+
+@contextmanager
+def _scratch(target: Path, suffix: str) -> Iterator[Path]:
+    """A hidden name beside target, removed whatever happens (a no-op once renamed into place)."""
+    path = target.parent / f".{target.name}.tmp-{secrets.token_hex(4)}{suffix}"
+    try:
+        yield path
+    finally:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists():
+            path.unlink()
+
+
+def _first(frames: Iterable[np.ndarray], even: bool = False) -> tuple[tuple[int, int], Iterator]:
+    """Peek at the first frame for the size; check every frame; crop to even sides for H.264."""
+    it = iter(frames)
+    first = next(it, None)
+    if first is None:
+        raise ValueError("write_output got no frames")
+    shape = first.shape
+    h, w = (shape[0] - shape[0] % 2, shape[1] - shape[1] % 2) if even else shape[:2]
+
+    def checked() -> Iterator[np.ndarray]:
+        for frame in chain([first], it):
+            if frame.dtype != np.uint8 or frame.shape != shape or shape[2:] != (3,):
+                raise ValueError(f"frames must all be RGB uint8 {shape}, got {frame.dtype} {frame.shape}")
+            yield np.ascontiguousarray(frame[:h, :w])
+    return (w, h), checked()
+
+
+def _counted(frames: Iterable[np.ndarray], count: list[int]) -> Iterator[np.ndarray]:
+    """Pass frames through, counting them into count[0] (the length is known only at the end)."""
+    for frame in frames:
+        count[0] += 1
+        yield frame
+
+
+def _raw_input(size: tuple[int, int], fps: float) -> list[str]:
+    rate = str(Fraction(fps).limit_denominator())  # exact for 24000/1001 and friends
+    return ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{size[0]}x{size[1]}", "-r", rate, "-i", "-"]
+
+
+def _ffmpeg(args: list[str], frames: Iterable[np.ndarray] | None = None) -> None:
+    """Run ffmpeg, streaming raw frames into its stdin; a failure is an OSError with its reason."""
+    # Own session: Ctrl-C reaches Python, which then stops ffmpeg itself (no half-written mess).
+    detach = {"start_new_session": True} if os.name == "posix" else {
+        "creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-v", "error", *args],
+                                stdin=subprocess.PIPE if frames is not None else subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=log, **detach)
+        try:
+            if frames is not None:
+                _feed(proc.stdin, frames)
+            code = proc.wait()
+        finally:
+            if proc.poll() is None:  # the frames failed, or Ctrl-C: stop ffmpeg now
+                proc.kill()
+                proc.wait()
+            with suppress(OSError):
+                proc.stdin and proc.stdin.close()
+        if code != 0:
+            log.seek(0)
+            reason = _brief(log.read().decode(errors="replace")) or f"exit code {code}"
+            raise OSError(f"ffmpeg: {reason}")  # write_output names the file and the fix
+
+
+def _feed(pipe, frames: Iterable[np.ndarray]) -> None:
+    try:
+        for frame in frames:
+            pipe.write(memoryview(frame).cast("B"))
+        pipe.close()  # end of input: ffmpeg finishes the file
+    except BrokenPipeError:
+        pass  # ffmpeg quit early; its exit code and log say why
+
+
+def _write_gif(frames: Callable[[], Iterable[np.ndarray]], out: Path, timing: Timing,
+               dither: str) -> None:
+    if dither not in GIF_DITHER:
+        raise VStyleError(f"GIF dither {dither!r} is unknown: use one of {', '.join(GIF_DITHER)}")
+    with _scratch(out, ".palette.png") as palette:
+        # Pass 1: one palette for the whole clip, from what changes between frames.
+        size, it = _first(frames())
+        _ffmpeg([*_raw_input(size, timing.fps), "-vf", "palettegen=stats_mode=diff",
+                 "-frames:v", "1", "-update", "1", str(palette)], it)
+        # Pass 2: map every frame to it; passthrough keeps repeated frames (one in, one out).
+        size, it = _first(frames())
+        count = [0]
+        _ffmpeg([*_raw_input(size, timing.fps), "-i", str(palette), "-filter_complex",
+                 f"[0:v][1:v]paletteuse=dither={GIF_DITHER[dither]}:diff_mode=rectangle",
+                 "-pix_fmt", "pal8", "-fps_mode", "passthrough", "-loop", str(timing.loop),
+                 "-f", "gif", str(out)], _counted(it, count))
+    # ffmpeg rounds each delay on its own; set them so the total is exact.
+    out.write_bytes(_retime_gif(out.read_bytes(), _gif_delays(timing, count[0]), timing.loop))
+
+
+def _audio_codec(path: Path) -> str | None:
+    """The first audio stream's codec, from ffmpeg's description of the file."""
+    probe = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)],
+                           capture_output=True, stdin=subprocess.DEVNULL)
+    match = re.search(r"Audio: (\w+)", probe.stderr.decode(errors="replace"))
+    return match.group(1) if match else None
+
+
+def _write_mp4(frames: Callable[[], Iterable[np.ndarray]], out: Path, timing: Timing,
+               audio_from: Path | None, crf: int) -> None:
+    size, it = _first(frames(), even=True)  # yuv420p needs even sides: drop a column/row
+    count = [0]
+    counted = _counted(it, count)
+    video = ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(crf), "-preset", "medium"]
+    if audio_from is None:
+        _ffmpeg([*_raw_input(size, timing.fps), *video, "-movflags", "+faststart", "-f", "mp4",
+                 str(out)], counted)
+        return
+    # The length is known only at the end of the stream, so the audio is muxed in a second,
+    # copy-only pass cut with -t (not -shortest, which drops video frames of a short track).
+    with _scratch(out, ".video.mp4") as silent:
+        _ffmpeg([*_raw_input(size, timing.fps), *video, "-f", "mp4", str(silent)], counted)
+        codec = _audio_codec(audio_from)
+        _ffmpeg(["-i", str(silent), "-i", str(audio_from), "-map", "0:v:0", "-map", "1:a:0?",
+                 "-c:v", "copy", "-c:a", "copy" if codec in MP4_AUDIO_COPY else "aac",
+                 "-t", f"{count[0] / timing.fps:.6f}", "-movflags", "+faststart", "-f", "mp4",
+                 str(out)])
+
+
+def _encode_png(path: Path, frame: np.ndarray) -> None:
+    _, data = cv2.imencode(".png", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR),
+                           [cv2.IMWRITE_PNG_COMPRESSION, 1])  # low level: fast, still lossless
+    path.write_bytes(data.tobytes())
+
+
+def _write_folder(frames: Callable[[], Iterable[np.ndarray]], out: Path) -> None:
+    _check_folder_target(out)
+    with _scratch(out, "") as tmp:
+        tmp.mkdir()
+        for i, frame in enumerate(frames(), start=1):
+            _encode_png(tmp / f"{i:05d}.png", frame)
+        if out.exists():  # an earlier run of ours: swap it out, then delete it
+            _check_folder_target(out)
+            with _scratch(out, ".old") as old:
+                os.replace(out, old)
+                os.replace(tmp, out)
+        else:
+            os.replace(tmp, out)
+
+
+def _write_image(frames: Callable[[], Iterable[np.ndarray]], out: Path) -> None:
+    it = iter(frames())
+    first = next(it)
+    getattr(it, "close", lambda: None)()  # release the decoder of the frames we skip
+    params = ([cv2.IMWRITE_PNG_COMPRESSION, 6] if out.suffix.lower() == ".png"
+              else [cv2.IMWRITE_JPEG_QUALITY, 95])
+    _, data = cv2.imencode(out.suffix, cv2.cvtColor(first, cv2.COLOR_RGB2BGR), params)
+    out.write_bytes(data.tobytes())
+
+
+def write_output(frames: Callable[[], Iterable[np.ndarray]], output: Path, kind: str,
+                 timing: Timing, *, audio_from: Path | None = None, crf: int = 18,
+                 gif_dither: str = "bayer") -> None:
+    """Encode frames into output, atomically: nothing appears there unless all of it worked.
+
+    frames is a zero-argument callable returning a fresh iterable of RGB uint8 (H, W, 3) frames
+    (a list is accepted too): a GIF reads them twice, once for its one palette and once to map
+    them, so that memory stays flat. kind is check_output's answer; audio_from (video sources
+    with audio only) is muxed into an mp4 and cut to the video's length.
+    """
+    output = Path(output)
+    if not callable(frames):
+        if iter(frames) is frames:
+            raise TypeError("frames must be a list or a callable returning fresh frames, not an iterator")
+        items = frames
+        frames = lambda: items  # noqa: E731 - a list can be read twice as it is
+    try:
+        if kind == "folder":
+            _write_folder(frames, output)
+            return
+        with _scratch(output, output.suffix) as tmp:
+            if kind == "gif":
+                _write_gif(frames, tmp, timing, gif_dither)
+            elif kind == "mp4":
+                _write_mp4(frames, tmp, timing, audio_from, crf)
+            elif kind == "image":
+                _write_image(frames, tmp)
+            else:
+                raise ValueError(f"unknown output kind {kind!r}")
+            os.replace(tmp, output)
+    except OSError as error:  # disk full, permissions, a vanished folder
+        raise VStyleError(f"could not write {output} ({_brief(error)}): check free disk space "
+                          "and that the folder is writable") from None
+    if kind == "gif" and output.stat().st_size > LARGE_GIF_BYTES:
+        warnings.warn(f"{output} is {output.stat().st_size / 2**20:.0f} MB, too large to share "
+                      "easily: shrink it with --size or --fps, or write .mp4", VStyleWarning,
+                      stacklevel=2)

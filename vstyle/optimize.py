@@ -1,0 +1,204 @@
+"""Stylize one frame: optimize its pixels so VGG19 features match the content and style targets."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import losses
+from .errors import VStyleError
+from .lbfgs import LBFGS
+from .options import Options
+from .vgg import VGGFeatures, load_features, resolve_device
+
+OnStep = Callable[[int, int, float], None]  # (iteration, max iterations, loss)
+
+WINDOW = 5  # early stopping compares the loss with the one this many iterations back
+
+
+@dataclass
+class TemporalTarget:
+    """An earlier result warped into this frame: (1, 3, H, W), its (1, 1, H, W) mask, a weight."""
+    warped: torch.Tensor
+    mask: torch.Tensor
+    weight: float
+
+
+@dataclass
+class FrameStats:
+    """What one frame's optimization did (for progress, reports and benchmarks)."""
+    iterations: int = 0
+    seconds: float = 0.0
+    loss: float = float("nan")  # the normalized total the optimizer saw
+    parts: dict[str, float] = field(default_factory=dict)  # unweighted content/style/tv/temporal
+
+
+def to_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (1, 3, H, W) float in [0, 1]."""
+    return torch.from_numpy(image).to(device).permute(2, 0, 1)[None].float().div_(255).contiguous()
+
+
+def to_image(tensor: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) float -> (H, W, 3) uint8, clamped to [0, 1] first."""
+    x = tensor.detach()[0].clamp(0, 1).mul(255).round_().byte()
+    return x.permute(1, 2, 0).contiguous().cpu().numpy()
+
+
+class Stylizer:
+    """Holds the network and the style targets for a run; `stylize` does one frame."""
+
+    def __init__(self, styles: list[np.ndarray], options: Options, net: VGGFeatures | None = None):
+        self.options = options
+        self.device = resolve_device(options.device)
+        layers = list(dict.fromkeys(options.content_layers + options.style_layers))
+        if net is None:
+            net = VGGFeatures(load_features(options.weights, options.seed), layers, options.pooling)
+        self.net = net.to(self.device)
+        self.styles = styles  # RGB uint8 images, already at their processing size
+        blend = options.style_blend or (1.0,) * len(styles)
+        if len(blend) != len(styles):
+            raise VStyleError(f"--style-blend has {len(blend)} weights for {len(styles)} style "
+                              "images: give one weight per style")
+        total = sum(blend) or 1.0
+        self.blend = [w / total for w in blend]
+        layer_weights = options.style_layer_weights or (1.0,) * len(options.style_layers)
+        self.layer_weights = dict(zip(options.style_layers, layer_weights))
+        self.style_grams = self._style_grams()  # once per run
+        self.reference: float | None = None  # loss normalization, fixed by the first frame
+
+    @torch.no_grad()
+    def _style_grams(self) -> dict[str, torch.Tensor]:
+        """Blended Gram targets: sum_k w_k * Gram(style_k), per style layer."""
+        grams: dict[str, torch.Tensor] = {}
+        for style, weight in zip(self.styles, self.blend):
+            feats = self.net(to_tensor(style, self.device))
+            for layer in self.options.style_layers:
+                g = losses.gram(feats[layer]) * weight
+                grams[layer] = grams[layer] + g if layer in grams else g
+        return grams
+
+    @torch.no_grad()
+    def content_targets(self, content: torch.Tensor) -> dict[str, torch.Tensor]:
+        feats = self.net(content)
+        return {layer: feats[layer] for layer in self.options.content_layers}
+
+    def perceptual(self, image, targets) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """alpha * content + beta * style, unnormalized, and the unweighted parts."""
+        o = self.options
+        feats = self.net(image)
+        content = sum(losses.content_loss(feats[l], targets[l]) for l in o.content_layers)
+        style = sum(self.layer_weights[l] * losses.style_layer_loss(feats[l], self.style_grams[l])
+                    for l in o.style_layers)
+        return o.content_weight * content + o.style_weight * style, {"content": content,
+                                                                      "style": style}
+
+    @torch.no_grad()
+    def calibrate(self, content: torch.Tensor, init: torch.Tensor) -> float:
+        """Fix the loss normalization from frame 1's starting point.
+
+        With the 1/(4 N^2 M^2) normalization the raw loss is tiny (gradients ~1e-11 with a
+        random VGG19), which stops L-BFGS at once and makes it drop its curvature pairs.
+        Dividing by frame 1's starting loss makes frame 1 start at 1 and keeps every later
+        frame on the same scale, so their losses stay comparable.
+        """
+        value, _ = self.perceptual(init, self.content_targets(content))
+        self.reference = float(value.sum()) or 1.0
+        return self.reference
+
+    def initial(self, content: torch.Tensor) -> torch.Tensor:
+        """Frame 1's starting point: its content, or seeded uniform noise."""
+        if self.options.init == "content":
+            return content.clone()
+        gen = torch.Generator().manual_seed(self.options.seed)
+        return torch.rand(content.shape, generator=gen).to(content.device)
+
+    def stylize(self, content: torch.Tensor, init: torch.Tensor, max_iterations: int,
+                temporal: list[TemporalTarget] = (), on_step: OnStep | None = None
+                ) -> tuple[torch.Tensor, FrameStats]:
+        """Optimize from `init` towards `content` (both (1, 3, H, W) in [0, 1]).
+
+        `temporal` targets (earlier results moved along the optical flow, with the mask of where
+        that is reliable and a weight) add Ruder et al.'s temporal term for each.
+        """
+        o = self.options
+        if self.reference is None:
+            self.calibrate(content, init)
+        targets = self.content_targets(content)
+
+        def objective(x: torch.Tensor):
+            perceptual, parts = self.perceptual(x, targets)
+            total = perceptual / self.reference
+            if o.tv_weight > 0:
+                parts["tv"] = losses.tv_loss(x)
+                total = total + o.tv_weight * parts["tv"]
+            for t in temporal:
+                term = losses.temporal_loss(x, t.warped, t.mask)
+                parts["temporal"] = parts.get("temporal", 0) + term
+                total = total + t.weight * term
+            return total.sum(), parts
+
+        return run_optimizer(init, objective, max_iterations, o, on_step)
+
+
+def run_optimizer(init: torch.Tensor, objective, max_iterations: int, o: Options,
+                  on_step: OnStep | None, lbfgs: LBFGS | None = None
+                  ) -> tuple[torch.Tensor, FrameStats]:
+    """Minimize objective(x) from `init`; one function evaluation per iteration.
+
+    L-BFGS (ours, see lbfgs.py; pass `lbfgs` to carry its history over from the last frame)
+    or Adam. Stops early when the loss has fallen by less than `tol` over the last few.
+    """
+    start = time.perf_counter()
+    shape = init.shape
+    last_parts: dict = {}
+
+    def evaluate(flat: torch.Tensor) -> tuple[float, torch.Tensor]:
+        x = flat.detach().view(shape).requires_grad_(True)
+        loss, parts = objective(x)
+        (grad,) = torch.autograd.grad(loss, x)
+        last_parts.clear()
+        last_parts.update({k: v.detach() for k, v in parts.items()})
+        return float(loss.detach()), grad.reshape(-1)
+
+    x = init.detach().reshape(-1).clone()
+    history: list[float] = []
+    if o.optimizer == "lbfgs":
+        lbfgs = lbfgs or LBFGS(lr=o.step_size)
+        loss, grad = evaluate(x)
+    else:
+        param = x.view(shape).clone().requires_grad_(True)
+        adam = torch.optim.Adam([param], lr=o.step_size)
+    for i in range(1, max_iterations + 1):
+        if o.optimizer == "lbfgs":
+            x, loss, grad = lbfgs.step(x, loss, grad, evaluate)
+        else:
+            loss, grad = evaluate(param.detach().reshape(-1))
+            param.grad = grad.view(shape)
+            adam.step()
+            with torch.no_grad():
+                param.clamp_(0, 1)  # keep Adam inside the image range
+        history.append(loss)
+        if on_step is not None:
+            on_step(i, max_iterations, loss)
+        if not np.isfinite(loss):
+            break
+        if i >= max(o.min_iterations, WINDOW + 1) and o.tol > 0:
+            before = history[-WINDOW - 1]
+            if before - loss < o.tol * abs(before):
+                break
+    result = x.view(shape) if o.optimizer == "lbfgs" else param.detach()
+    stats = FrameStats(iterations=len(history), seconds=time.perf_counter() - start,
+                       loss=history[-1] if history else float("nan"),
+                       parts={k: float(v.sum()) for k, v in last_parts.items()})
+    return result.clamp(0, 1), stats
+
+
+def resize_tensor(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bicubic resize of (1, 3, H, W) to size=(w, h), kept in [0, 1]."""
+    w, h = size
+    return F.interpolate(x, size=(h, w), mode="bicubic", align_corners=False).clamp_(0, 1)

@@ -1,0 +1,133 @@
+"""The options of a run: the one home of every default, shared by the library and the CLI."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field, fields, replace
+
+from .errors import VStyleError
+
+STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+CONTENT_LAYERS = ("conv4_2",)
+
+
+def default_weights() -> str:
+    """`VSTYLE_WEIGHTS` lets scripts and CI pick the weights without a flag."""
+    return os.environ.get("VSTYLE_WEIGHTS") or "imagenet"
+
+
+@dataclass
+class Options:
+    # --- size ---------------------------------------------------------------------------------
+    size: int = 512  # long side of the processed (and output) frames, px
+    style_size: int | None = None  # long side of the style image(s); None: size * style_scale
+    style_scale: float = 1.0  # style image size relative to the frames (when style_size is None)
+
+    # --- loss ---------------------------------------------------------------------------------
+    # Content and style terms are divided by the first frame's starting loss, so only the ratio
+    # content_weight : style_weight matters (see optimize.Objective). 1 : 1e3 comes from the
+    # PyTorch tutorial's 1 : 1e6 on the same torchvision VGG19, converted to our 1/(4 N^2 M^2)
+    # Gram normalization (its per-layer 1/N^4 is ours times 4/N^2; summed over our five layers
+    # that is ~1.3e3), rounded down because our content layer conv4_2 constrains less than its
+    # conv2_2.
+    content_weight: float = 1.0
+    style_weight: float = 1e3
+    # Pixel-space terms (mean over pixels, images in [0, 1]), added after that normalization.
+    tv_weight: float = 1.0
+    temporal_weight: float = 0.0
+    content_layers: tuple[str, ...] = CONTENT_LAYERS
+    style_layers: tuple[str, ...] = STYLE_LAYERS
+    style_layer_weights: tuple[float, ...] | None = None  # None: 1 for every style layer
+    style_blend: tuple[float, ...] | None = None  # one weight per style image; None: equal
+    pooling: str = "max"  # max | avg
+    preserve_colors: bool = False
+
+    # --- optimizer ----------------------------------------------------------------------------
+    optimizer: str = "lbfgs"  # lbfgs | adam
+    lr: float | None = None  # None: 1.0 for L-BFGS, 0.02 for Adam
+    # neural-style runs 1000 L-BFGS iterations on a still; the first frame has no warm start,
+    # so it gets most of that. Warm frames start close to their answer and stop early (tol).
+    first_iterations: int = 500
+    iterations: int = 100  # ceiling for every frame after the first
+    min_iterations: int = 10  # floor before early stopping may end a frame
+    tol: float = 1e-3  # stop when the loss falls by less than this fraction over 5 iterations
+    init: str = "content"  # content | noise (first frame)
+    scales: int = 1  # first frame: optimize at this many sizes, each x2, ending at `size`
+
+    # --- video --------------------------------------------------------------------------------
+    warm_start: str = "previous"  # previous | flow | none
+    flow: str = "dis"  # dis | farneback
+    loop: bool = False  # close the loop: the last frame flows into the first
+    max_frames: int | None = None
+    fps: float | None = None  # None: the input's (folders: 10)
+
+    # --- runtime ------------------------------------------------------------------------------
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    weights: str = field(default_factory=default_weights)  # imagenet | random | PATH
+    seed: int = 0
+
+    # --- output -------------------------------------------------------------------------------
+    crf: int = 18  # H.264 quality (lower is better)
+    gif_dither: str = "bayer"  # bayer | sierra2_4a | floyd_steinberg | none
+    compare: bool = False  # content | style | result side by side
+
+    def replace(self, **changes) -> "Options":
+        return replace(self, **changes)
+
+    @property
+    def step_size(self) -> float:
+        if self.lr is not None:
+            return self.lr
+        return 1.0 if self.optimizer == "lbfgs" else 0.02
+
+    def validate(self) -> "Options":
+        """Refuse absurd values in one line each, before any work is done."""
+        def bad(name: str, why: str):
+            raise VStyleError(f"--{name.replace('_', '-')} {why}")
+
+        for name in ("size", "first_iterations", "iterations", "scales"):
+            if getattr(self, name) < 1:
+                bad(name, f"must be at least 1 (got {getattr(self, name)})")
+        if self.size < 16:
+            bad("size", f"must be at least 16 px for VGG19's four poolings (got {self.size})")
+        if self.style_size is not None and self.style_size < 16:
+            bad("style_size", f"must be at least 16 px (got {self.style_size})")
+        if self.min_iterations < 0:
+            bad("min_iterations", f"must be 0 or more (got {self.min_iterations})")
+        for name in ("content_weight", "style_weight", "tv_weight", "temporal_weight", "tol"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                bad(name, f"must be a finite number >= 0 (got {value})")
+        for name in ("style_scale",):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value <= 0:
+                bad(name, f"must be a finite number > 0 (got {value})")
+        if self.lr is not None and (not math.isfinite(self.lr) or self.lr <= 0):
+            bad("lr", f"must be a finite number > 0 (got {self.lr})")
+        if self.fps is not None and (not math.isfinite(self.fps) or self.fps <= 0):
+            bad("fps", f"must be a finite number > 0 (got {self.fps})")
+        if self.max_frames is not None and self.max_frames < 1:
+            bad("max_frames", f"must be at least 1 (got {self.max_frames})")
+        if not 0 <= self.crf <= 51:
+            bad("crf", f"must be between 0 and 51 (got {self.crf})")
+        for name, allowed in (("optimizer", ("lbfgs", "adam")), ("init", ("content", "noise")),
+                              ("warm_start", ("previous", "flow", "none")),
+                              ("flow", ("dis", "farneback")), ("pooling", ("max", "avg")),
+                              ("gif_dither", ("bayer", "sierra2_4a", "floyd_steinberg", "none"))):
+            if getattr(self, name) not in allowed:
+                bad(name, f"must be one of {', '.join(allowed)} (got {getattr(self, name)!r})")
+        for weights in (self.style_layer_weights, self.style_blend):
+            if weights is not None and any(not math.isfinite(w) or w < 0 for w in weights):
+                bad("style_blend" if weights is self.style_blend else "style_layer_weights",
+                    f"must be finite numbers >= 0 (got {','.join(map(str, weights))})")
+        if self.style_layer_weights is not None and len(self.style_layer_weights) != len(self.style_layers):
+            bad("style_layer_weights", f"needs one weight per style layer ({len(self.style_layers)})")
+        if not self.content_layers or not self.style_layers:
+            bad("style_layers", "and --content-layers need at least one layer each")
+        return self
+
+    def result_key(self) -> dict:
+        """The options that change the stylized frames (for resuming a run safely)."""
+        ignore = {"device", "max_frames", "fps", "crf", "gif_dither", "compare"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ignore}

@@ -1,0 +1,159 @@
+"""torchvision's VGG19: loading its weights, and a truncated, named feature extractor."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision import models
+
+from .errors import VStyleError, VStyleWarning
+
+# torchvision's ImageNet normalization: its VGG19 expects RGB in [0, 1] normalized this way.
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+WEIGHTS_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's VGG19_Weights.IMAGENET1K_V1
+
+
+def layer_names() -> list[str]:
+    """Names of vgg19().features, index by index: conv1_1, relu1_1, conv1_2, ..., pool5."""
+    names = []
+    for block, n_convs in enumerate((2, 2, 4, 4, 4), start=1):
+        for i in range(1, n_convs + 1):
+            names += [f"conv{block}_{i}", f"relu{block}_{i}"]
+        names.append(f"pool{block}")
+    return names
+
+
+def checkpoint_path() -> Path:
+    """Where torchvision caches the ImageNet weights ($TORCH_HOME/hub/checkpoints)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_FILE
+
+
+def load_features(weights: str, seed: int = 0) -> nn.Sequential:
+    """vgg19().features with weights from 'imagenet' (torchvision's cache), 'random' or a file."""
+    if weights == "random":
+        warnings.warn("random VGG19 weights: the mechanics run, but the result will not look "
+                      "like the style (use --weights imagenet for real results)", VStyleWarning)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return models.vgg19(weights=None).features
+    if weights == "imagenet":
+        return _imagenet_features()
+    return _file_features(Path(weights))
+
+
+def _imagenet_features() -> nn.Sequential:
+    try:
+        model = models.vgg19(weights=models.VGG19_Weights.IMAGENET1K_V1, progress=False)
+    except Exception as e:  # URLError, HTTPError, a half-downloaded or corrupt file...
+        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise VStyleError(
+            f"could not load VGG19 ImageNet weights ({reason}): download {WEIGHTS_FILE} "
+            f"(~550 MB) into {checkpoint_path().parent}/ or pass --weights FILE") from None
+    return model.features
+
+
+def _file_features(path: Path) -> nn.Sequential:
+    if not path.is_file():
+        raise VStyleError(f"weights file {path} not found: pass --weights imagenet, random or "
+                          "the path of a VGG19 state dict (.pth)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise VStyleError(f"weights file {path} cannot be read ({type(e).__name__}): pass a "
+                          "VGG19 state dict saved with torch.save") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise VStyleError(f"weights file {path} holds no state dict: save one with "
+                          "torch.save(model.state_dict(), path)")
+    # Accept torchvision's whole vgg19 ("features.0.weight", "classifier...") or features only.
+    if any(k.startswith("features.") for k in state):
+        state = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+    features = models.vgg19(weights=None).features
+    expected = features.state_dict()
+    missing = sorted(set(expected) - set(state), key=_key_order)
+    if missing:
+        raise VStyleError(f"weights file {path} is not a VGG19 state dict (missing {missing[0]}"
+                          f"{' and more' if len(missing) > 1 else ''}): pass torchvision's "
+                          f"{WEIGHTS_FILE} or --weights imagenet")
+    for key, tensor in expected.items():
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            raise VStyleError(f"weights file {path} has the wrong shape for {key} "
+                              f"({tuple(state[key].shape)}, VGG19 needs {tuple(tensor.shape)}): "
+                              f"pass torchvision's {WEIGHTS_FILE}")
+    features.load_state_dict({k: state[k] for k in expected})
+    return features
+
+
+def _key_order(key: str) -> tuple[int, str]:
+    index, _, rest = key.partition(".")
+    return (int(index) if index.isdigit() else 0, rest)
+
+
+class VGGFeatures(nn.Module):
+    """Frozen VGG19 truncated after the deepest layer in use; returns the named activations.
+
+    Layer names are conv names ("conv4_2") and mean that convolution's activation *after*
+    its ReLU, as in Gatys et al. and neural-style: rectified responses are the features the
+    network passes on, and Grams of pre-ReLU responses let positive and negative ones cancel.
+    """
+
+    def __init__(self, features: nn.Sequential, layers: list[str], pooling: str = "max"):
+        super().__init__()
+        names = layer_names()
+        for layer in layers:
+            if not layer.startswith("conv") or layer not in names:
+                convs = ", ".join(n for n in names if n.startswith("conv"))
+                raise VStyleError(f"unknown VGG19 layer {layer!r}: use one of {convs}")
+        relus = {names.index(layer.replace("conv", "relu")): layer for layer in layers}
+        last = max(relus)
+        modules = list(features.children())[: last + 1]  # never run layers nobody reads
+        for i, m in enumerate(modules):
+            if isinstance(m, nn.MaxPool2d) and pooling == "avg":
+                modules[i] = nn.AvgPool2d(2, 2)
+        self.net = nn.Sequential(*modules).eval().requires_grad_(False)
+        self.outputs = relus  # module index -> layer name
+        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1))
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """image: (B, 3, H, W) RGB in [0, 1] -> {layer name: (B, C, h, w)}."""
+        x = (image - self.mean) / self.std
+        feats = {}
+        for i, module in enumerate(self.net):
+            x = module(x)
+            if i in self.outputs:
+                feats[self.outputs[i]] = x
+        return feats
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks the GPU when there is one; asking for a missing GPU is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise VStyleError(f"--device {name} asked for, but no CUDA GPU is visible: "
+                              "use --device cpu (or auto)")
+        device = torch.device(name)
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise VStyleError(f"--device {name}: there are only {torch.cuda.device_count()} "
+                              "GPU(s); use cuda:0 … or auto")
+        return device
+    raise VStyleError(f"--device {name!r} not understood: use auto, cpu, cuda or cuda:N")
+
+
+def set_cpu_threads() -> None:
+    """Use every core we are allowed (containers often report fewer than the host has)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:
+        n = os.cpu_count() or 1
+    torch.set_num_threads(max(1, n))

@@ -1,0 +1,334 @@
+"""The frame loop: decode -> warm start -> optimize -> save -> encode, resumable."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from . import media, metrics
+from .colors import keep_chroma, match_colors
+from .errors import VStyleError
+from .flow import FlowEstimator, Warp
+from .optimize import FrameStats, Stylizer, TemporalTarget, resize_tensor, to_image, to_tensor
+from .options import Options
+from .workdir import VERSION, WorkDir, file_hash, fingerprint, write_atomic
+
+
+@dataclass
+class Event:
+    """Progress leaves the library as events; the caller decides how to show them."""
+    kind: str  # "start" | "step" | "frame" | "encode" | "notice"
+    frame: int = 0  # 1-based
+    n_frames: int = 0
+    iteration: int = 0
+    max_iterations: int = 0
+    loss: float = float("nan")
+    message: str = ""
+    stats: FrameStats | None = None
+
+
+OnEvent = Callable[[Event], None]
+
+
+class Interrupted(VStyleError):
+    """Ctrl-C or SIGTERM: the finished frames are kept in the work folder."""
+
+
+@dataclass
+class RunResult:
+    output: Path
+    n_frames: int
+    reused: int  # frames taken from an earlier, interrupted run
+    seconds: float
+    frames: list[dict] = field(default_factory=list)  # per-frame stats
+    consistency: dict | None = None
+
+
+def stylize(input: str | Path, styles: str | Path | Sequence[str | Path],
+            output: str | Path | None = None, options: Options | None = None, *,
+            on_event: OnEvent | None = None, report: str | Path | None = None,
+            work_dir: str | Path | None = None, keep_work: bool = False,
+            restart: bool = False, **option_values) -> RunResult:
+    """Stylize a video, GIF, image folder or still image into `output` (.gif, .mp4, folder, image).
+
+    Options come as an `Options` or as keyword arguments (`size=256, iterations=50`, ...).
+    """
+    options = (options or Options()).replace(**option_values).validate()
+    emit = on_event or (lambda event: None)
+    style_paths = [Path(styles)] if isinstance(styles, (str, Path)) else [Path(s) for s in styles]
+    if not style_paths:
+        raise VStyleError("no style image given: pass at least one painting")
+    source = media.open_source(input, options.max_frames)
+    output = Path(output) if output is not None else media.default_output(source, style_paths)
+    kind = media.check_output(output, source)
+    size = media.fit_size(source.size, options.size)
+    style_images = [media.load_image(p) for p in style_paths]
+
+    work = WorkDir(Path(work_dir) if work_dir else default_work_dir(output),
+                   manifest(source, style_paths, options, size), restart)
+    if work.notice:
+        emit(Event("notice", message=work.notice))
+    start = time.perf_counter()
+    emit(Event("start", n_frames=source.n_frames, frame=work.done))
+    reused = min(work.done, source.n_frames)
+    try:
+        run_frames(source, style_images, options, size, work, emit)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted: {work.done} of {source.n_frames} frames are kept in "
+                          f"{work.path}; run the same command again to resume") from None
+    except torch.cuda.OutOfMemoryError:
+        raise VStyleError(f"out of GPU memory at --size {options.size}: try a smaller --size "
+                          "or --device cpu") from None
+
+    emit(Event("encode", n_frames=source.n_frames, message=str(output)))
+    frames = compare_frames(source, style_images, size, work) if options.compare else \
+        (lambda: work.frames(source.n_frames))
+    timing = source.timing.for_output(options.fps)
+    audio = source.path if source.has_audio and kind == "mp4" else None
+    media.write_output(frames, output, kind, timing, audio_from=audio, crf=options.crf,
+                       gif_dither=options.gif_dither)
+    result = RunResult(output, source.n_frames, reused, time.perf_counter() - start, work.stats())
+    if report is not None:
+        result.consistency = metrics.consistency(source.frames(size), work.frames(source.n_frames),
+                                                 options.flow)
+        write_report(Path(report), result, options)
+    if not keep_work:
+        work.remove()
+    return result
+
+
+def default_work_dir(output: Path) -> Path:
+    return output.parent / f".{output.name}.vstyle-work"
+
+
+def manifest(source: media.Source, style_paths: list[Path], options: Options,
+             size: tuple[int, int]) -> dict:
+    """Everything that changes the stylized frames: a run resumes only if all of it matches."""
+    return json.loads(json.dumps({
+        "version": VERSION, "input": str(source.path.resolve()),
+        "input_fingerprint": fingerprint(source.path),
+        "styles": [file_hash(p) for p in style_paths], "frame_size": list(size),
+        "options": options.result_key()}))
+
+
+def run_frames(source: media.Source, style_images: list[np.ndarray], options: Options,
+               size: tuple[int, int], work: WorkDir, emit: OnEvent) -> None:
+    """Stylize every frame not yet in the work folder, each warm-started from the one before."""
+    n = source.n_frames
+    frames = prefetch(with_warps(source.frames(size), options))
+    first_content, _ = next(frames)
+    styles = [fit_style(s, options, size, first_content) for s in style_images]
+    stylizer = Stylizer(styles, options)
+    device = stylizer.device
+    first_result = prev_result = None
+    for t, (content_img, warp) in enumerate(_chain(first_content, None, frames)):
+        content = to_tensor(content_img, device)
+        if t == 0:
+            stylizer.calibrate(content, stylizer.initial(content))
+        if t < work.done:  # finished in an earlier run: reuse, keep what later frames need
+            if t == work.done - 1 or (t == 0 and options.loop):
+                loaded = work.load(t)
+                prev_result = loaded if t == work.done - 1 else prev_result
+                first_result = loaded if t == 0 else first_result
+            continue
+        emit(Event("frame", frame=t + 1, n_frames=n))
+
+        def on_step(i: int, max_i: int, loss: float, t=t):
+            emit(Event("step", frame=t + 1, n_frames=n, iteration=i, max_iterations=max_i,
+                       loss=loss))
+
+        if t == 0:
+            result, stats = first_frame(stylizer, content, options, size, on_step)
+        else:
+            init, temporal = warm_start(content_img, prev_result, warp, options, device)
+            if options.loop and t >= n - loop_frames(n):
+                temporal += loop_targets(t, n, content_img, first_content, first_result,
+                                         options, device)
+            result, stats = stylizer.stylize(content, init, options.iterations, temporal,
+                                             on_step)
+        image = to_image(result)
+        if options.preserve_colors:
+            image = keep_chroma(image, content_img)
+        work.save(t, image, asdict(stats))
+        emit(Event("frame", frame=t + 1, n_frames=n, stats=stats))
+        prev_result = image
+        if t == 0:
+            first_result = image
+
+
+def _chain(first, warp, rest: Iterator) -> Iterator:
+    yield first, warp
+    yield from rest
+
+
+def first_frame(stylizer: Stylizer, content: torch.Tensor, options: Options,
+                size: tuple[int, int], on_step) -> tuple[torch.Tensor, FrameStats]:
+    """Frame 1, optionally coarse to fine: each scale x2, the last at the full size, so that
+    large frames get large-scale style structure (crowsonkb's style-transfer does the same)."""
+    sizes = [media.fit_size(size, max(32, max(size) >> k)) for k in range(options.scales - 1, 0, -1)]
+    x = stylizer.initial(content)
+    total = FrameStats()
+    for s in sizes + [size]:
+        if (x.shape[-1], x.shape[-2]) != s:
+            x = resize_tensor(x, s)
+        c = content if s == size else resize_tensor(content, s)
+        x, stats = stylizer.stylize(c, x, options.first_iterations, on_step=on_step)
+        total.iterations += stats.iterations
+        total.seconds += stats.seconds
+        total.loss, total.parts = stats.loss, stats.parts
+    return x, total
+
+
+def warm_start(content_img: np.ndarray, prev_result: np.ndarray, warp: Warp | None,
+               options: Options, device) -> tuple[torch.Tensor, list[TemporalTarget]]:
+    """Frame t's starting point and temporal targets, from frame t-1's result.
+
+    none: its own content. previous: the previous result as it is. flow: the previous result
+    moved along the optical flow; where the warp cannot be trusted (disocclusions, borders)
+    the content frame fills in.
+    """
+    if options.warm_start == "none":
+        return to_tensor(content_img, device), []
+    if options.warm_start == "previous" or warp is None:
+        return to_tensor(prev_result, device), []
+    warped = warp.apply(prev_result)
+    mask = warp.reliable[..., None]
+    init = (mask * warped + (1 - mask) * content_img).round().astype(np.uint8)
+    temporal = []
+    if options.temporal_weight > 0:
+        temporal.append(TemporalTarget(to_tensor(warped, device), mask_tensor(warp, device),
+                                       options.temporal_weight))
+    return to_tensor(init, device), temporal
+
+
+def mask_tensor(warp: Warp, device) -> torch.Tensor:
+    return torch.from_numpy(warp.reliable).to(device)[None, None]
+
+
+# Loop closing: the last few frames are also pulled towards frame 1's result, moved along the
+# flow from frame 1 into them, with a weight that grows towards the end, so the clip's last
+# frame leads into its first like any other pair. Its own weight when --temporal-weight is 0.
+LOOP_WEIGHT = 100.0
+
+
+def loop_frames(n: int) -> int:
+    return max(1, min(4, n // 4))
+
+
+def loop_targets(t: int, n: int, content_img: np.ndarray, first_content: np.ndarray,
+                 first_result: np.ndarray, options: Options, device) -> list[TemporalTarget]:
+    k = loop_frames(n)
+    ramp = (t - (n - k) + 1) / k  # 1/k ... 1 on the last frame
+    warp = FlowEstimator(options.flow).warp(first_content, content_img)
+    weight = (options.temporal_weight or LOOP_WEIGHT) * ramp
+    return [TemporalTarget(to_tensor(warp.apply(first_result), device), mask_tensor(warp, device),
+                           weight)]
+
+
+def with_warps(frames: Iterable[np.ndarray], options: Options
+               ) -> Iterator[tuple[np.ndarray, Warp | None]]:
+    """Pair each frame with the warp from the frame before (computed once per pair, and only
+    when the warm start uses it)."""
+    estimator = FlowEstimator(options.flow) if options.warm_start == "flow" else None
+    prev = None
+    for frame in frames:
+        warp = estimator.warp(prev, frame) if estimator is not None and prev is not None else None
+        yield frame, warp
+        prev = frame
+
+
+def prefetch(items: Iterable, depth: int = 2) -> Iterator:
+    """Run a generator in a background thread, `depth` items ahead: decoding and optical flow
+    (OpenCV and ffmpeg release the GIL) overlap with the optimizer."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def worker():
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(("item", item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(("end", done))
+        except BaseException as e:  # re-raised in the consumer
+            q.put(("error", e))
+
+    thread = threading.Thread(target=worker, daemon=True)
+    thread.start()
+    try:
+        while True:
+            tag, value = q.get()
+            if tag == "item":
+                yield value
+            elif tag == "error":
+                raise value
+            else:
+                return
+    finally:
+        stop.set()
+
+
+def fit_style(style: np.ndarray, options: Options, frame_size: tuple[int, int],
+              first_content: np.ndarray) -> np.ndarray:
+    """The style image at its processing size; colour-matched to the clip when keeping colours.
+
+    --preserve-colors matches the style's colours to frame 1 once per run (so every frame sees
+    the same target, nothing flickers) and later keeps each frame's own chroma.
+    """
+    long_side = options.style_size or max(16, round(max(frame_size) * options.style_scale))
+    style = media.resize(style, media.fit_size((style.shape[1], style.shape[0]), long_side))
+    return match_colors(style, first_content) if options.preserve_colors else style
+
+
+def compare_frames(source: media.Source, styles: list[np.ndarray], size: tuple[int, int],
+                   work: WorkDir) -> Callable[[], Iterator[np.ndarray]]:
+    """content | style | result, side by side, each panel at the frame size."""
+    w, h = size
+    panel = media.resize(styles[0], media.fit_size((styles[0].shape[1], styles[0].shape[0]),
+                                                   min(w, h)))
+    style_panel = np.full((h, w, 3), 255, np.uint8)
+    y, x = (h - panel.shape[0]) // 2, (w - panel.shape[1]) // 2
+    style_panel[y:y + panel.shape[0], x:x + panel.shape[1]] = panel
+
+    def frames():
+        for content, result in zip(source.frames(size), work.frames(source.n_frames)):
+            yield np.concatenate([content, style_panel, result], axis=1)
+    return frames
+
+
+def write_report(path: Path, result: RunResult, options: Options) -> None:
+    report = {"output": str(result.output), "frames": result.n_frames,
+              "seconds": round(result.seconds, 3), "reused_frames": result.reused,
+              "seconds_per_frame": round(result.seconds / max(1, result.n_frames - result.reused), 4),
+              "consistency": result.consistency, "options": options.result_key(),
+              "per_frame": result.frames}
+    write_atomic(path, json.dumps(report, indent=1, default=str).encode())
+
+
+def stylize_image(content: np.ndarray, styles: np.ndarray | Sequence[np.ndarray],
+                  options: Options | None = None, **option_values) -> np.ndarray:
+    """One image: RGB uint8 (H, W, 3) in, stylized RGB uint8 out, at options.size."""
+    options = (options or Options()).replace(**option_values).validate()
+    styles = [styles] if isinstance(styles, np.ndarray) else list(styles)
+    size = media.fit_size((content.shape[1], content.shape[0]), options.size)
+    content = media.resize(content, size)
+    stylizer = Stylizer([fit_style(s, options, size, content) for s in styles], options)
+    x = to_tensor(content, stylizer.device)
+    stylizer.calibrate(x, stylizer.initial(x))
+    result, _ = first_frame(stylizer, x, options, size, None)
+    image = to_image(result)
+    return keep_chroma(image, content) if options.preserve_colors else image

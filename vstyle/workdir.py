@@ -1,0 +1,125 @@
+"""The work folder of a run: finished frames as PNGs and a manifest, so a run can resume."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from .errors import VStyleError
+
+VERSION = 1  # bump when a change makes old work folders unusable
+
+
+def fingerprint(path: Path) -> str:
+    """Cheap identity of an input: name, size and mtime of the file or of every file in a folder."""
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    h = hashlib.sha1()
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns};".encode())
+    return h.hexdigest()
+
+
+def file_hash(path: Path) -> str:
+    return hashlib.sha1(path.read_bytes()).hexdigest()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write bytes to a temporary name beside `path`, then rename: never a half-written file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal rights
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+class WorkDir:
+    """`NNNNN.png` per finished frame, `frames.jsonl` with their stats, `manifest.json`."""
+
+    def __init__(self, path: Path, manifest: dict, restart: bool = False):
+        self.path = path
+        self.notice = ""
+        old = self._read_manifest()
+        if old is not None and (restart or old != manifest):
+            self.notice = ("--restart: starting fresh" if restart else
+                           "inputs or options changed since the last run: starting fresh")
+            shutil.rmtree(path)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise VStyleError(f"cannot create work folder {path} ({e.strerror}): "
+                              "pass --work-dir DIR on a writable disk") from None
+        if not (path / "manifest.json").exists():
+            write_atomic(path / "manifest.json", json.dumps(manifest, indent=1).encode())
+        self.done = self._count_done()
+
+    def _read_manifest(self) -> dict | None:
+        try:
+            return json.loads((self.path / "manifest.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def frame_path(self, index: int) -> Path:
+        return self.path / f"{index + 1:05d}.png"
+
+    def _count_done(self) -> int:
+        n = 0
+        while self.frame_path(n).exists():
+            n += 1
+        return n
+
+    def save(self, index: int, image: np.ndarray, stats: dict) -> None:
+        ok, png = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
+                               [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        if not ok:
+            raise VStyleError(f"cannot encode frame {index + 1} as PNG")
+        write_atomic(self.frame_path(index), png.tobytes())
+        with open(self.path / "frames.jsonl", "a") as f:
+            f.write(json.dumps({"frame": index + 1, **stats}) + "\n")
+        self.done = max(self.done, index + 1)
+
+    def load(self, index: int) -> np.ndarray:
+        image = cv2.imread(str(self.frame_path(index)), cv2.IMREAD_COLOR)
+        if image is None:
+            raise VStyleError(f"work frame {self.frame_path(index)} is unreadable: run again "
+                              "with --restart")
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+    def frames(self, n: int) -> Iterator[np.ndarray]:
+        for i in range(n):
+            yield self.load(i)
+
+    def stats(self) -> list[dict]:
+        """Per-frame stats, the latest line per frame (a resumed frame may appear twice)."""
+        by_frame: dict[int, dict] = {}
+        try:
+            for line in (self.path / "frames.jsonl").read_text().splitlines():
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue  # a line cut short by a crash
+                by_frame[entry["frame"]] = entry
+        except OSError:
+            pass
+        return [by_frame[k] for k in sorted(by_frame)]
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
