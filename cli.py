@@ -23,7 +23,9 @@ from vstyle.options import Options
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
                   context_settings={"help_option_names": ["-h", "--help"]})
-err = Console(stderr=True, highlight=False)
+# soft_wrap: every message stays one line however narrow the terminal (or 80 columns when
+# stderr is not a terminal), so errors can be read, grepped and logged whole.
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 D = Options()  # the defaults, shown in --help
 
 
@@ -51,7 +53,7 @@ def main_command(
                                           "Default: <input>-<style> beside the input."),
     size: int = typer.Option(D.size, help="Long side of the processed frames, px."),
     style_size: Optional[int] = typer.Option(None, help="Long side of the style image, px "
-                                             "[default: --size x --style-scale]."),
+                                             "(default: --size x --style-scale)."),
     style_scale: float = typer.Option(D.style_scale, help="Style image size relative to the frames."),
     iterations: int = typer.Option(D.iterations, help="Iterations per frame after the first (ceiling)."),
     first_iterations: int = typer.Option(D.first_iterations, help="Iterations for the first frame."),
@@ -67,14 +69,14 @@ def main_command(
     style_layers: Optional[str] = typer.Option(None, help="Comma-separated, e.g. "
                                                "conv1_1,conv2_1,conv3_1,conv4_1,conv5_1."),
     style_layer_weights: Optional[str] = typer.Option(None, help="One weight per style layer, "
-                                                      "comma-separated [default: all 1]."),
+                                                      "comma-separated (default: all 1)."),
     style_blend: Optional[str] = typer.Option(None, help="One weight per style image, "
                                               "comma-separated, e.g. 0.7,0.3."),
     pooling: str = typer.Option(D.pooling, help="max | avg."),
     preserve_colors: bool = typer.Option(False, "--preserve-colors", help="Keep the content's colours."),
     scales: int = typer.Option(D.scales, help="First frame: optimize at this many sizes, each x2."),
     optimizer: str = typer.Option(D.optimizer, help="lbfgs | adam."),
-    lr: Optional[float] = typer.Option(None, help="Step size [default: 1 for lbfgs, 0.02 for adam]."),
+    lr: Optional[float] = typer.Option(None, help="Step size (default: 1 for lbfgs, 0.02 for adam)."),
     init: str = typer.Option(D.init, help="First frame starts from: content | noise."),
     warm_start: str = typer.Option(D.warm_start, help="Frame t starts from: previous (frame "
                                    "t-1's result) | flow (warped along the optical flow) | none."),
@@ -82,10 +84,10 @@ def main_command(
     loop: bool = typer.Option(False, "--loop", help="Close the loop: the last frame leads into the first."),
     device: str = typer.Option(D.device, help="auto | cpu | cuda | cuda:N."),
     weights: str = typer.Option(D.weights, help="imagenet | random | PATH to a VGG19 state dict "
-                                "[env: VSTYLE_WEIGHTS]."),
+                                "(env: VSTYLE_WEIGHTS)."),
     seed: int = typer.Option(D.seed, help="Random seed (noise init, random weights)."),
     max_frames: Optional[int] = typer.Option(None, help="Only the first N frames."),
-    fps: Optional[float] = typer.Option(None, help="Output frame rate [default: the input's; folders: 10]."),
+    fps: Optional[float] = typer.Option(None, help="Output frame rate (default: the input's; folders: 10)."),
     crf: int = typer.Option(D.crf, help="MP4 quality: 0 (lossless) .. 51, lower is better."),
     gif_dither: str = typer.Option(D.gif_dither, help="GIF dithering: bayer | sierra2_4a | "
                                    "floyd_steinberg | none."),
@@ -93,7 +95,7 @@ def main_command(
     report: Optional[Path] = typer.Option(None, help="Write per-frame stats and the temporal "
                                           "consistency figures to this JSON file."),
     work_dir: Optional[Path] = typer.Option(None, help="Where finished frames are kept for "
-                                            "resuming [default: beside the output]."),
+                                            "resuming (default: beside the output)."),
     keep_work: bool = typer.Option(False, "--keep-work", help="Keep the work folder after success."),
     restart: bool = typer.Option(False, "--restart", help="Ignore an earlier interrupted run."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),

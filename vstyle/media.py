@@ -198,6 +198,9 @@ def _open_video(path: Path) -> Source:
         reader.close()
         n, seconds = imageio_ffmpeg.count_frames_and_secs(str(path))
     except Exception as error:  # anything ffmpeg or its header parser raise: the file is unusable
+        if "does not contain any stream" in str(error):  # ffmpeg found no picture to decode
+            raise VStyleError(f"video {path} has no video frames (no video stream, or an empty "
+                              "one): pass a video with pictures, not an audio-only file") from None
         raise _unreadable_video(path, error) from None
     if not n:
         raise _unreadable_video(path, ValueError("no decodable frames"))

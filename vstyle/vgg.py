@@ -8,7 +8,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision import models
 
 from .errors import VStyleError, VStyleWarning
 
@@ -40,13 +39,14 @@ def load_features(weights: str, seed: int = 0) -> nn.Sequential:
                       "like the style (use --weights imagenet for real results)", VStyleWarning)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return models.vgg19(weights=None).features
+            return vgg19_features(init=True)
     if weights == "imagenet":
         return _imagenet_features()
     return _file_features(Path(weights))
 
 
 def _imagenet_features() -> nn.Sequential:
+    from torchvision import models  # here, not at the top: importing it takes ~2 s
     try:
         model = models.vgg19(weights=models.VGG19_Weights.IMAGENET1K_V1, progress=False)
     except Exception as e:  # URLError, HTTPError, a half-downloaded or corrupt file...
@@ -74,7 +74,7 @@ def _file_features(path: Path) -> nn.Sequential:
     # Accept torchvision's whole vgg19 ("features.0.weight", "classifier...") or features only.
     if any(k.startswith("features.") for k in state):
         state = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
-    features = models.vgg19(weights=None).features
+    features = vgg19_features(init=False)
     expected = features.state_dict()
     missing = sorted(set(expected) - set(state), key=_key_order)
     if missing:
@@ -88,6 +88,24 @@ def _file_features(path: Path) -> nn.Sequential:
                               f"pass torchvision's {WEIGHTS_FILE}")
     features.load_state_dict({k: state[k] for k in expected})
     return features
+
+
+def vgg19_features(init: bool) -> nn.Sequential:
+    """The layers of torchvision's vgg19().features, same indices and shapes, without building
+    (and randomly initializing) its 120M-parameter classifier that we never use."""
+    layers: list[nn.Module] = []
+    channels = 3
+    for block, n_convs in enumerate((2, 2, 4, 4, 4)):
+        width = 64 << min(block, 3)
+        for _ in range(n_convs):
+            conv = nn.Conv2d(channels, width, 3, padding=1)
+            if init:  # torchvision's initialization for VGG convolutions
+                nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(conv.bias)
+            layers += [conv, nn.ReLU(inplace=True)]
+            channels = width
+        layers.append(nn.MaxPool2d(2, 2))
+    return nn.Sequential(*layers)
 
 
 def _key_order(key: str) -> tuple[int, str]:

@@ -67,10 +67,10 @@ def stylize(input: str | Path, styles: str | Path | Sequence[str | Path],
     if not style_paths:
         raise VStyleError("no style image given: pass at least one painting")
     source = media.open_source(input, options.max_frames)
-    output = Path(output) if output is not None else media.default_output(source, style_paths)
-    kind = media.check_output(output, source)
-    size = media.fit_size(source.size, options.size)
     style_images = [media.load_image(p) for p in style_paths]
+    output = Path(output) if output is not None else media.default_output(source, style_paths)
+    kind = media.check_output(output, source)  # before the long work: creates its folder
+    size = media.fit_size(source.size, options.size)
 
     work = WorkDir(Path(work_dir) if work_dir else default_work_dir(output),
                    manifest(source, style_paths, options, size), restart)
@@ -82,11 +82,15 @@ def stylize(input: str | Path, styles: str | Path | Sequence[str | Path],
     try:
         run_frames(source, style_images, options, size, work, emit)
     except KeyboardInterrupt:
-        raise Interrupted(f"interrupted: {work.done} of {source.n_frames} frames are kept in "
-                          f"{work.path}; run the same command again to resume") from None
+        kept = (f"{work.done} of {source.n_frames} frames are kept in {work.path}; run the same "
+                "command again to resume") if work.done else "nothing was written"
+        raise Interrupted(f"interrupted: {kept}") from None
     except torch.cuda.OutOfMemoryError:
         raise VStyleError(f"out of GPU memory at --size {options.size}: try a smaller --size "
                           "or --device cpu") from None
+    finally:
+        if work.done == 0:  # failed before the first frame (device, weights...): leave nothing
+            work.remove()
 
     emit(Event("encode", n_frames=source.n_frames, message=str(output)))
     frames = compare_frames(source, style_images, size, work) if options.compare else \

@@ -1,0 +1,95 @@
+"""Temporal consistency benchmark: warm starts compared on the same clips, style and settings.
+
+    python bench/temporal.py [--quick] [--frames 40] [--size 128] [--weights random]
+
+Prints, per clip, the masked warping error (vstyle.metrics, Lai et al. 2018) of each mode, its
+ratio to `--warm-start none` and to the input's own error (a record only: added texture inflates
+it, see FACTS.md), and the time per frame. Frames are measured before any lossy encoding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+import vstyle  # noqa: E402
+from vstyle import media, metrics  # noqa: E402
+from vstyle.vgg import resolve_device  # noqa: E402
+
+MODES = [  # (label, options)
+    ("none", dict(warm_start="none")),
+    ("previous", dict(warm_start="previous")),
+    ("flow", dict(warm_start="flow")),
+    ("flow + temporal loss", dict(warm_start="flow", temporal_weight=100.0)),
+]
+
+
+def clips(frames: int) -> list[tuple[str, Path, int]]:
+    found = [("generated pan (samples/clip.mp4)", ROOT / "samples" / "clip.mp4", min(frames, 24))]
+    cockatoo = ROOT.parent / "shared" / "clips" / "cockatoo.mp4"
+    if cockatoo.exists():
+        found.append(("cockatoo.mp4 (handheld)", cockatoo, frames))
+    return found
+
+
+def run(clip: Path, n: int, style: Path, settings: dict, work: Path) -> list[dict]:
+    rows = []
+    for label, mode in MODES:
+        out = work / f"{label.replace(' ', '_')}"
+        start = time.perf_counter()
+        result = vstyle.stylize(clip, style, out, max_frames=n, **settings, **mode)
+        seconds = time.perf_counter() - start
+        size = media.fit_size(media.open_source(clip).size, settings["size"])
+        outputs = (media.load_image(p) for p in sorted(out.iterdir()))
+        inputs = media.open_source(clip, n).frames(size)
+        c = metrics.consistency(inputs, outputs)
+        its = np.mean([f["iterations"] for f in result.frames[1:]]) if n > 1 else 0
+        rows.append(dict(mode=label, error=c["warping_error"], input=c["input_warping_error"],
+                         s_per_frame=seconds / n, its=its))
+    none = rows[0]["error"]
+    for row in rows:
+        row["vs_none"] = row["error"] / none if none else float("nan")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="8 frames at 64 px")
+    parser.add_argument("--frames", type=int, default=40)
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--iterations", type=int, default=40)
+    parser.add_argument("--style-weight", type=float, default=1e5,
+                        help="strong by default: a clearly stylized regime")
+    parser.add_argument("--weights", default="random")
+    parser.add_argument("--style", type=Path, default=ROOT / "samples" / "style.jpg")
+    args = parser.parse_args()
+    if args.quick:
+        args.frames, args.size, args.iterations = 8, 64, 20
+    warnings.simplefilter("ignore", vstyle.VStyleWarning)
+    settings = dict(size=args.size, iterations=args.iterations, first_iterations=2 * args.iterations,
+                    style_weight=args.style_weight, weights=args.weights)
+    print(f"# temporal consistency: size {args.size}, style weight {args.style_weight:g}, "
+          f"<= {args.iterations} iterations a frame, weights {args.weights}, device "
+          f"{resolve_device('auto')}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, clip, n in clips(args.frames):
+            rows = run(clip, n, args.style, settings, Path(tmp))
+            print(f"\n{name}, {n} frames (input's own warping error {rows[0]['input']:.5f})")
+            print(f"| {'warm start':<22} | warping error | vs none | vs input | s/frame | it/frame |")
+            print(f"|{'-' * 24}|---------------|---------|----------|---------|----------|")
+            for r in rows:
+                print(f"| {r['mode']:<22} | {r['error']:13.5f} | {r['vs_none']:7.2f} | "
+                      f"{r['error'] / r['input']:8.2f} | {r['s_per_frame']:7.2f} | {r['its']:8.1f} |")
+
+
+if __name__ == "__main__":
+    main()

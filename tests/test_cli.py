@@ -1,0 +1,324 @@
+"""The `vstyle` command as a user runs it: bad inputs and the CLI contract.
+
+Every bad input ends with exit code != 0, one `error:` line on stderr that names the problem and
+the fix (no traceback, never wrapped), and nothing written: no output, no temporary files, no work
+folder. Odd but valid inputs (grey, RGBA, paletted, 16-bit or huge style images; image folders of
+mixed sizes; an output folder that does not exist yet) work.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import cv2
+import imageio.v3 as iio
+import imageio_ffmpeg
+import numpy as np
+import pytest
+from PIL import Image
+
+import conftest
+from conftest import FAST, frames
+from vstyle import media
+
+RANDOM_WEIGHTS_WARNING = "warning: random VGG19 weights"
+VGG19_CONVS = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
+               512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
+
+
+def run_cli(*args, **kwargs) -> subprocess.CompletedProcess:
+    """conftest.run_cli on one thread: the frames here are tiny, and torch's threads spinning
+    against other busy processes made a 5 s run take 40 s."""
+    return conftest.run_cli(*args, env={"OMP_NUM_THREADS": "1"}, **kwargs)
+
+
+def listing(folder: Path) -> list[str]:
+    """Every path under folder, hidden ones included (temp files, work folders)."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def error_line(result: subprocess.CompletedProcess) -> str:
+    """The one error line of a failed run; anything else on stderr may only be the random-weights
+    warning (it is printed when the network loads, before errors found later)."""
+    assert result.returncode != 0, f"expected a failure, got exit 0\n{result.stderr}"
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stdout == ""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if not line.startswith(RANDOM_WEIGHTS_WARNING)]
+    assert len(errors) == 1, f"expected one error line, got:\n{result.stderr}"
+    assert errors[0].startswith("error: "), result.stderr
+    return errors[0]
+
+
+def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    return result
+
+
+def mp4_frames(path: Path) -> int:
+    return imageio_ffmpeg.count_frames_and_secs(str(path))[0]
+
+
+def ffmpeg(*args) -> None:
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", *map(str, args)],
+                   check=True, capture_output=True)
+
+
+# --- bad inputs ----------------------------------------------------------------------------------
+# Each case builds its files in a folder that already holds clip.mp4 (8 frames) and style.png, and
+# returns the arguments; the command runs in that folder. Then: the key phrases of the problem and
+# of the fix that the error line must hold.
+
+BAD: dict[str, tuple] = {}
+
+
+def bad(name: str, *phrases: str):
+    def register(setup):
+        BAD[name] = (setup, phrases)
+        return setup
+    return register
+
+
+@bad("missing input", "input missing.mp4 not found", "check the path")
+def _(d: Path):
+    return ["missing.mp4", "style.png", "-o", "out.gif"]
+
+
+@bad("empty file", "empty.mp4 is empty (0 bytes)", "pass a complete file")
+def _(d: Path):
+    (d / "empty.mp4").touch()
+    return ["empty.mp4", "style.png", "-o", "out.gif"]
+
+
+@bad("truncated mp4", "video cut.mp4 cannot be decoded", "corrupt or truncated", "re-export")
+def _(d: Path):
+    data = (d / "clip.mp4").read_bytes()
+    (d / "cut.mp4").write_bytes(data[: len(data) // 2])  # the index (moov) at the end is gone
+    return ["cut.mp4", "style.png", "-o", "out.gif"]
+
+
+@bad("mp4 with garbage frames", "video garbled.mp4 cannot be decoded", "re-export")
+def _(d: Path):
+    data = bytearray((d / "clip.mp4").read_bytes())
+    start = data.find(b"mdat")  # the header stays intact; every coded frame becomes zeros
+    size = int.from_bytes(data[start - 4:start], "big")
+    data[start + 4:start - 4 + size] = bytes(size - 8)
+    (d / "garbled.mp4").write_bytes(data)
+    return ["garbled.mp4", "style.png", "-o", "out.gif"]
+
+
+@bad("mp4 with zero frames", "video zero.mp4 has no video frames", "pass a video with pictures")
+def _(d: Path):
+    ffmpeg("-f", "lavfi", "-i", "color=size=64x48:rate=12", "-frames:v", "0", "-c:v", "libx264",
+           d / "zero.mp4")
+    return ["zero.mp4", "style.png", "-o", "out.gif"]
+
+
+@bad("audio-only mp4", "video sound.mp4 has no video frames", "not an audio-only file")
+def _(d: Path):
+    ffmpeg("-f", "lavfi", "-i", "sine=duration=0.5", "-c:a", "aac", d / "sound.mp4")
+    return ["sound.mp4", "style.png", "-o", "out.gif"]
+
+
+@bad("text file named .gif", "notes.gif is not a readable GIF", "re-export it as a GIF")
+def _(d: Path):
+    (d / "notes.gif").write_text("not a gif\n")
+    return ["notes.gif", "style.png", "-o", "out.mp4"]
+
+
+@bad("style is a text file", "style image painting.jpg is not an image", "pass a .jpg or .png")
+def _(d: Path):
+    (d / "painting.jpg").write_text("a painting, honest\n")
+    return ["clip.mp4", "painting.jpg", "-o", "out.gif"]
+
+
+@bad("missing style", "style image nope.png not found", "check the path")
+def _(d: Path):
+    return ["clip.mp4", "nope.png", "-o", "out.gif"]
+
+
+@bad("folder without images", "folder shots has no images", "put .bmp")
+def _(d: Path):
+    (d / "shots").mkdir()
+    (d / "shots" / "readme.txt").write_text("frames go here\n")
+    return ["shots", "style.png", "-o", "out.gif"]
+
+
+@bad("unsupported output extension", "output out.xyz: .xyz is not supported", "use .gif, .mp4")
+def _(d: Path):
+    return ["clip.mp4", "style.png", "-o", "out.xyz"]
+
+
+@bad("output under a file", "cannot write to", "choose a writable output folder")
+def _(d: Path):
+    (d / "taken").write_text("a file, not a folder\n")
+    return ["clip.mp4", "style.png", "-o", "taken/out.gif"]
+
+
+@bad("output is the input", "is the input itself", "choose another output name")
+def _(d: Path):
+    return [d / "clip.mp4", "style.png", "-o", "./clip.mp4"]  # two spellings of one file
+
+
+@bad("still output for a clip", "out.png is a still image but the input has 8 frames",
+     "write .gif, .mp4 or a folder")
+def _(d: Path):
+    return ["clip.mp4", "style.png", "-o", "out.png"]
+
+
+@bad("--device cuda without a GPU", "--device cuda asked for, but no CUDA GPU is visible",
+     "use --device cpu")
+def _(d: Path):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    return ["clip.mp4", "style.png", "-o", "out.gif", "--device", "cuda"]
+
+
+@bad("weights of the wrong shape", "weights file bad.pth has the wrong shape for 10.weight",
+     "pass torchvision's vgg19-dcbb9e9d.pth")
+def _(d: Path):
+    import torch
+    state, index, channels = {}, 0, 3
+    for v in VGG19_CONVS:  # vgg19().features' keys and shapes, without building the model
+        if v == "M":
+            index += 1
+            continue
+        state[f"{index}.weight"] = torch.zeros(v, channels, 3, 3)
+        state[f"{index}.bias"] = torch.zeros(v)
+        index, channels = index + 2, v
+    state["10.weight"] = torch.zeros(256, 128, 1, 1)  # conv3_1 with 1x1 kernels
+    torch.save(state, d / "bad.pth")
+    return ["clip.mp4", "style.png", "-o", "out.gif", "--weights", "bad.pth"]
+
+
+@bad("unknown --warm-start", "--warm-start must be one of previous, flow, none", "got 'optical'")
+def _(d: Path):
+    return ["clip.mp4", "style.png", "-o", "out.gif", "--warm-start", "optical"]
+
+
+@bad("--style-blend count", "--style-blend has 3 weights for 2 style images",
+     "give one weight per style")
+def _(d: Path):
+    shutil.copy(d / "style.png", d / "style2.png")
+    return ["clip.mp4", "style.png", "style2.png", "-o", "out.gif", "--style-blend", "1,2,3"]
+
+
+for flag, value, message in [
+        ("--size", "-5", "--size must be at least 1 (got -5)"),
+        ("--size", "0", "--size must be at least 1 (got 0)"),
+        ("--size", "8", "--size must be at least 16 px for VGG19's four poolings (got 8)"),
+        ("--iterations", "0", "--iterations must be at least 1 (got 0)"),
+        ("--style-weight", "nan", "--style-weight must be a finite number >= 0 (got nan)"),
+        ("--content-weight", "-1", "--content-weight must be a finite number >= 0 (got -1.0)"),
+        ("--fps", "0", "--fps must be a finite number > 0 (got 0.0)"),
+        ("--max-frames", "0", "--max-frames must be at least 1 (got 0)")]:
+    bad(f"{flag} {value}", message)(
+        lambda d, flag=flag, value=value: ["clip.mp4", "style.png", "-o", "out.gif", flag, value])
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_is_one_line_and_writes_nothing(case, tmp_path, clip, style):
+    setup, phrases = BAD[case]
+    args = setup(tmp_path)
+    before = listing(tmp_path)
+    line = error_line(run_cli(*FAST, *args, cwd=tmp_path))  # args win over FAST's
+    for phrase in phrases:
+        assert phrase in line
+    # No output, no `.out.gif.tmp-*` scratch file, no `.out.gif.vstyle-work` folder.
+    assert listing(tmp_path) == before
+
+
+# --- odd but valid inputs ------------------------------------------------------------------------
+
+def style_images(d: Path) -> list[Path]:
+    """One painting in each form people have: grey, RGBA, paletted, 16-bit grey and colour, huge."""
+    rng = np.random.default_rng(5)
+    rgb = np.kron(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8), np.ones((8, 8, 1), np.uint8))
+    images = {
+        "grey.png": Image.fromarray(rgb).convert("L"),
+        "rgba.png": Image.fromarray(np.dstack([rgb, np.full(rgb.shape[:2], 128, np.uint8)])),
+        "palette.png": Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE),
+        "grey16.png": Image.fromarray(rgb[..., 0].astype(np.uint16) * 257),
+        # 4000x3000: must be shrunk to the style size first, not run through VGG19 as it is.
+        "huge.png": Image.fromarray(rgb).resize((4000, 3000), Image.Resampling.NEAREST),
+    }
+    paths = []
+    for name, image in images.items():
+        image.save(d / name)
+        paths.append(d / name)
+    rgb16 = d / "rgb16.png"  # 48-bit colour: Pillow cannot write it, OpenCV can (BGR order)
+    cv2.imwrite(str(rgb16), rgb[..., ::-1].astype(np.uint16) * 257)
+    assert open(rgb16, "rb").read()[24] == 16  # the PNG header's bit depth
+    assert {p.name: Image.open(p).mode for p in paths} == {
+        "grey.png": "L", "rgba.png": "RGBA", "palette.png": "P", "grey16.png": "I;16",
+        "huge.png": "RGB"}
+    return [*paths, rgb16]
+
+
+def test_style_images_of_every_mode_and_size_work(tmp_path, clip):
+    styles = style_images(tmp_path)
+    result = ok(run_cli(clip, *styles, "-o", tmp_path / "out.gif", "--max-frames", "2", *FAST,
+                        timeout=120))  # a 4000x3000 style through VGG19 would take minutes
+    assert media.gif_info(tmp_path / "out.gif")[0] == 2
+    assert RANDOM_WEIGHTS_WARNING in result.stderr  # --quiet keeps warnings
+
+
+def test_folder_of_mixed_sizes_follows_the_first_image(tmp_path, style):
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    for i, (w, h) in enumerate([(64, 48), (80, 60), (40, 64)], start=1):
+        iio.imwrite(shots / f"shot{i}.png", frames(1, w, h)[0])
+    (shots / "notes.txt").write_text("ignored\n")
+    ok(run_cli(shots, style, "-o", tmp_path / "out", *FAST))
+    out = sorted((tmp_path / "out").iterdir())
+    assert [p.name for p in out] == ["00001.png", "00002.png", "00003.png"]
+    assert {iio.imread(p).shape for p in out} == {(24, 32, 3)}  # 64x48 at --size 32
+
+
+def test_missing_output_folders_are_created_and_max_frames_cuts(tmp_path, clip, style):
+    out = tmp_path / "new" / "deeper" / "out.mp4"
+    ok(run_cli(clip, style, "-o", out, "--max-frames", "3", *FAST))
+    assert mp4_frames(out) == 3
+    assert listing(out.parent) == ["out.mp4"]  # no scratch files, no work folder
+
+
+# --- the CLI contract ----------------------------------------------------------------------------
+
+def test_still_image_to_png(tmp_path, style):
+    iio.imwrite(tmp_path / "photo.png", frames(1)[0])
+    ok(run_cli("photo.png", "style.png", "-o", "out.png", *FAST, cwd=tmp_path))
+    assert iio.imread(tmp_path / "out.png").shape == (24, 32, 3)
+    assert listing(tmp_path) == ["out.png", "photo.png", "style.png"]
+
+
+def test_gif_keeps_count_and_timing_and_says_what_it_wrote(tmp_path, clip, style):
+    not_quiet = [flag for flag in FAST if flag != "--quiet"]
+    result = ok(run_cli("clip.mp4", "style.png", "-o", "out.gif", *not_quiet, cwd=tmp_path))
+    n, durations, loop, _ = media.gif_info(tmp_path / "out.gif")
+    assert n == 8 and loop == 0
+    assert sum(durations) == pytest.approx(8 / 12 * 1000, abs=10)  # 12 fps, to the centisecond
+    assert iio.imread(tmp_path / "out.gif", index=0).shape[:2] == (24, 32)
+    assert result.stdout == ""
+    wrote = [line for line in result.stderr.splitlines() if line.startswith("wrote ")]
+    assert len(wrote) == 1 and wrote[0].startswith("wrote out.gif: 8 frames, ")
+    assert wrote[0].endswith("s/frame)")  # one unwrapped line
+    assert listing(tmp_path) == ["clip.mp4", "out.gif", "style.png"]
+
+
+def test_default_output_is_beside_the_input_and_quiet_is_quiet(tmp_path, clip, style):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = ok(run_cli(clip, style, *FAST, cwd=elsewhere))  # FAST has --quiet
+    out = tmp_path / "clip-style.mp4"
+    assert mp4_frames(out) == 8 and iio.immeta(out)["fps"] == pytest.approx(12)
+    assert listing(elsewhere) == []
+    assert listing(tmp_path) == ["clip-style.mp4", "clip.mp4", "elsewhere", "style.png"]
+    # Quiet: no progress bar, no summary; warnings still show, one line each.
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(RANDOM_WEIGHTS_WARNING), result.stderr
+    assert lines[0].endswith("(use --weights imagenet for real results)")

@@ -1,0 +1,172 @@
+"""The frame loop end to end through the Python API: warm starts, timing round trips, resume."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+
+import vstyle
+from conftest import frames, shared_file, write_gif, write_mp4
+from vstyle import media
+from vstyle.optimize import Stylizer, to_tensor
+
+pytestmark = pytest.mark.filterwarnings("ignore::vstyle.VStyleWarning")
+TINY = dict(size=32, iterations=3, first_iterations=4, min_iterations=0, weights="random")
+
+
+def mp4_info(path) -> tuple[int, float]:
+    n, _ = __import__("imageio_ffmpeg").count_frames_and_secs(str(path))
+    return n, iio.immeta(path, plugin="pyav" if False else None)["fps"]
+
+
+@pytest.mark.parametrize("mode", ["previous", "none", "flow"])
+def test_frame_two_starts_from_the_right_place(clip, style, tmp_path, monkeypatch, mode):
+    inits = []
+    original = Stylizer.stylize
+
+    def spy(self, content, init, *args, **kwargs):
+        inits.append((content.clone(), init.clone()))
+        return original(self, content, init, *args, **kwargs)
+    monkeypatch.setattr(Stylizer, "stylize", spy)
+    work = tmp_path / "work"
+    vstyle.stylize(clip, style, tmp_path / "out", warm_start=mode, max_frames=3,
+                   work_dir=work, keep_work=True, **TINY)
+    assert len(inits) == 3
+    first_result = to_tensor(cv2.cvtColor(cv2.imread(str(work / "00001.png")), cv2.COLOR_BGR2RGB),
+                             torch.device("cpu"))
+    content2, init2 = inits[1]
+    if mode == "none":
+        assert torch.equal(init2, content2)
+    elif mode == "previous":
+        assert torch.equal(init2, first_result)
+    else:  # flow: the previous result moved along the flow, so close to it, but not equal
+        assert not torch.equal(init2, first_result)
+        assert (init2 - first_result).abs().mean() < (content2 - first_result).abs().mean()
+
+
+def test_mp4_to_gif_keeps_count_fps_and_loop(clip, style, tmp_path):
+    out = tmp_path / "out.gif"
+    result = vstyle.stylize(clip, style, out, **TINY)
+    n, durations, loop, local_tables = media.gif_info(out)
+    assert result.n_frames == n == 8
+    assert sum(durations) == pytest.approx(8 / 12 * 1000, abs=10)  # 12 fps, exact to 1 cs
+    assert loop == 0 and not local_tables
+    assert iio.imread(out, index=0).shape[:2] == (24, 32)  # --size is the long side
+
+
+def test_gif_to_gif_keeps_each_duration(style, tmp_path):
+    durations = [20, 50, 30, 40, 20]
+    gif = write_gif(tmp_path / "in.gif", frames(5), durations, loop=0)
+    out = tmp_path / "out.gif"
+    vstyle.stylize(gif, style, out, **TINY)
+    n, got, loop, _ = media.gif_info(out)
+    assert n == 5 and got == durations and loop == 0
+
+
+def test_gif_to_mp4_and_folder_to_folder(style, tmp_path):
+    gif = write_gif(tmp_path / "in.gif", frames(4), [100] * 4)
+    mp4 = tmp_path / "out.mp4"
+    vstyle.stylize(gif, style, mp4, **TINY)
+    n, _ = __import__("imageio_ffmpeg").count_frames_and_secs(str(mp4))
+    assert n == 4 and iio.immeta(mp4)["fps"] == pytest.approx(10)
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, image in enumerate(frames(3)):  # natural order: frame2 before frame10
+        iio.imwrite(folder / f"frame{[2, 10, 1][i]}.png", image)
+    out = tmp_path / "styled"
+    vstyle.stylize(folder, style, out, **TINY)
+    assert sorted(p.name for p in out.iterdir()) == ["00001.png", "00002.png", "00003.png"]
+
+
+def test_still_image_and_max_frames(clip, style, tmp_path):
+    photo = tmp_path / "photo.png"
+    iio.imwrite(photo, frames(1, 80, 60)[0])
+    out = tmp_path / "photo_styled.png"
+    vstyle.stylize(photo, style, out, **TINY)
+    assert iio.imread(out).shape == (24, 32, 3)
+
+    gif = tmp_path / "short.gif"
+    vstyle.stylize(clip, style, gif, max_frames=3, **TINY)
+    assert media.gif_info(gif)[0] == 3
+
+
+def test_real_clip_yuv444_with_audio(style, tmp_path):
+    cockatoo = shared_file("clips/cockatoo.mp4")
+    out = tmp_path / "cockatoo.mp4"
+    result = vstyle.stylize(cockatoo, style, out, max_frames=6, **TINY)
+    assert result.n_frames == 6
+    n, _ = __import__("imageio_ffmpeg").count_frames_and_secs(str(out))
+    meta = iio.immeta(out)
+    assert n == 6 and meta["fps"] == pytest.approx(20) and "audio_codec" in meta
+    gif = tmp_path / "cockatoo.gif"
+    vstyle.stylize(cockatoo, style, gif, max_frames=6, **TINY)
+    assert media.gif_info(gif)[0] == 6
+
+
+def test_interrupted_run_resumes_without_a_seam(clip, style, tmp_path):
+    full = tmp_path / "full"
+    vstyle.stylize(clip, style, full, max_frames=6, **TINY)
+
+    out, work = tmp_path / "out", tmp_path / "work"
+
+    def stop_after_three(event):
+        if event.kind == "frame" and event.stats is not None and event.frame == 3:
+            raise KeyboardInterrupt
+    with pytest.raises(vstyle.Interrupted, match="run the same command again"):
+        vstyle.stylize(clip, style, out, max_frames=6, work_dir=work, on_event=stop_after_three,
+                       **TINY)
+    assert not out.exists() and sorted(p.name for p in work.glob("*.png")) == \
+        ["00001.png", "00002.png", "00003.png"]
+
+    result = vstyle.stylize(clip, style, out, max_frames=6, work_dir=work, **TINY)
+    assert result.reused == 3 and not work.exists()
+    resumed = [iio.imread(p) for p in sorted(out.iterdir())]
+    uninterrupted = [iio.imread(p) for p in sorted(full.iterdir())]
+    assert len(resumed) == 6
+    for a, b in zip(resumed, uninterrupted):  # the same frames, as if never interrupted
+        assert np.abs(a.astype(int) - b).max() <= 1
+
+
+def test_changed_options_start_fresh(clip, style, tmp_path):
+    work = tmp_path / "work"
+    vstyle.stylize(clip, style, tmp_path / "a.gif", max_frames=2, work_dir=work, keep_work=True,
+                   **TINY)
+    notices = []
+    result = vstyle.stylize(clip, style, tmp_path / "b.gif", max_frames=2, work_dir=work,
+                            on_event=lambda e: e.kind == "notice" and notices.append(e.message),
+                            **{**TINY, "style_weight": 10.0})
+    assert result.reused == 0 and notices and "starting fresh" in notices[0]
+
+
+def test_report_has_per_frame_stats_and_consistency(clip, style, tmp_path):
+    report = tmp_path / "report.json"
+    vstyle.stylize(clip, style, tmp_path / "out.gif", max_frames=4, report=report, **TINY)
+    data = json.loads(report.read_text())
+    assert [f["frame"] for f in data["per_frame"]] == [1, 2, 3, 4]
+    assert all(f["iterations"] >= 1 and f["seconds"] > 0 for f in data["per_frame"])
+    c = data["consistency"]
+    assert c["pairs"] == 3 and c["warping_error"] > 0 and c["input_warping_error"] > 0
+    assert c["ratio"] == pytest.approx(c["warping_error"] / c["input_warping_error"])
+
+
+def test_temporal_ordering_none_previous_flow(style, tmp_path):
+    """On a panning clip in a clearly stylized regime: none > previous > flow (warping error).
+
+    Every frame gets enough iterations to move far from its content; with few, `none` stays
+    near the (steady) content and `previous` drags the last picture along the pan instead.
+    """
+    clip = write_mp4(tmp_path / "pan.mp4", frames(5, 64, 48))
+    strong = dict(TINY, size=48, iterations=40, first_iterations=40, style_weight=1e5, tol=0)
+    errors = {}
+    for mode in ("none", "previous", "flow"):
+        report = tmp_path / f"{mode}.json"
+        vstyle.stylize(clip, style, tmp_path / f"{mode}.gif", warm_start=mode, report=report,
+                       temporal_weight=100.0 if mode == "flow" else 0.0, **strong)
+        errors[mode] = json.loads(report.read_text())["consistency"]["warping_error"]
+    assert errors["none"] > errors["previous"] > errors["flow"], errors
