@@ -26,10 +26,11 @@ from vstyle import media, metrics  # noqa: E402
 from vstyle.vgg import resolve_device  # noqa: E402
 
 MODES = [  # (label, options)
-    ("none", dict(warm_start="none")),
-    ("previous", dict(warm_start="previous")),
-    ("flow", dict(warm_start="flow")),
-    ("flow + temporal loss", dict(warm_start="flow", temporal_weight=100.0)),
+    ("none", dict(warm_start="none", temporal_weight=0.0)),
+    ("previous", dict(warm_start="previous", temporal_weight=0.0)),
+    ("flow", dict(warm_start="flow", temporal_weight=0.0)),
+    ("flow + temporal loss 10", dict(warm_start="flow", temporal_weight=10.0)),
+    ("flow + temporal loss 100", dict(warm_start="flow", temporal_weight=100.0)),
 ]
 
 
@@ -52,9 +53,11 @@ def run(clip: Path, n: int, style: Path, settings: dict, work: Path) -> list[dic
         outputs = (media.load_image(p) for p in sorted(out.iterdir()))
         inputs = media.open_source(clip, n).frames(size)
         c = metrics.consistency(inputs, outputs)
-        its = np.mean([f["iterations"] for f in result.frames[1:]]) if n > 1 else 0
+        later = result.frames[1:] or result.frames
+        its = np.mean([f["iterations"] for f in later])
+        style_loss = np.mean([f["parts"]["style"] for f in later])  # the price of steadiness
         rows.append(dict(mode=label, error=c["warping_error"], input=c["input_warping_error"],
-                         s_per_frame=seconds / n, its=its))
+                         s_per_frame=seconds / n, its=its, style=style_loss))
     none = rows[0]["error"]
     for row in rows:
         row["vs_none"] = row["error"] / none if none else float("nan")
@@ -84,11 +87,11 @@ def main() -> None:
         for name, clip, n in clips(args.frames):
             rows = run(clip, n, args.style, settings, Path(tmp))
             print(f"\n{name}, {n} frames (input's own warping error {rows[0]['input']:.5f})")
-            print(f"| {'warm start':<22} | warping error | vs none | vs input | s/frame | it/frame |")
-            print(f"|{'-' * 24}|---------------|---------|----------|---------|----------|")
+            print(f"| {'warm start':<24} | warping error | vs none | vs input | s/frame | it/frame | style loss |")
+            print(f"|{'-' * 26}|---------------|---------|----------|---------|----------|------------|")
             for r in rows:
-                print(f"| {r['mode']:<22} | {r['error']:13.5f} | {r['vs_none']:7.2f} | "
-                      f"{r['error'] / r['input']:8.2f} | {r['s_per_frame']:7.2f} | {r['its']:8.1f} |")
+                print(f"| {r['mode']:<24} | {r['error']:13.5f} | {r['vs_none']:7.2f} | "
+                      f"{r['error'] / r['input']:8.2f} | {r['s_per_frame']:7.2f} | {r['its']:8.1f} | {r['style']:10.3g} |")
 
 
 if __name__ == "__main__":

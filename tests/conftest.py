@@ -88,3 +88,13 @@ def run_cli(*args, cwd: Path | None = None, env: dict | None = None, timeout: fl
 
 
 FAST = ["--size", "32", "--iterations", "3", "--first-iterations", "4", "--quiet"]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Soak tests (marked slow) run only with VSTYLE_SLOW=1."""
+    if os.environ.get("VSTYLE_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow soak test: run with VSTYLE_SLOW=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

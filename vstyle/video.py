@@ -74,11 +74,14 @@ def stylize(input: str | Path, styles: str | Path | Sequence[str | Path],
 
     work = WorkDir(Path(work_dir) if work_dir else default_work_dir(output),
                    manifest(source, style_paths, options, size), restart)
+    reused = min(work.done, source.n_frames)
     if work.notice:
         emit(Event("notice", message=work.notice))
+    elif reused:
+        emit(Event("notice", message=f"resuming: {reused} of {source.n_frames} frames reused "
+                                     f"from {work.path}"))
     start = time.perf_counter()
-    emit(Event("start", n_frames=source.n_frames, frame=work.done))
-    reused = min(work.done, source.n_frames)
+    emit(Event("start", n_frames=source.n_frames, frame=reused))
     try:
         run_frames(source, style_images, options, size, work, emit)
     except KeyboardInterrupt:

@@ -1,0 +1,103 @@
+"""Artistic controls and output modes: --compare, --preserve-colors, --scales, --pooling, --loop."""
+
+from __future__ import annotations
+
+import cv2
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+
+import vstyle
+from conftest import frames, write_mp4
+from vstyle import media
+from vstyle.flow import FlowEstimator
+from vstyle.metrics import pair_error
+from vstyle.optimize import Stylizer
+from vstyle.vgg import VGGFeatures, load_features
+
+pytestmark = pytest.mark.filterwarnings("ignore::vstyle.VStyleWarning")
+TINY = dict(size=32, iterations=3, first_iterations=4, min_iterations=0, weights="random")
+
+
+def test_compare_is_three_panels_wide(clip, style, tmp_path):
+    out = tmp_path / "compare.gif"
+    vstyle.stylize(clip, style, out, compare=True, max_frames=5, **TINY)
+    n, _, _, _ = media.gif_info(out)
+    first = iio.imread(out, index=0)
+    assert n == 5 and first.shape[:2] == (24, 3 * 32)
+    content = next(media.open_source(clip).frames((32, 24))).astype(float)
+    assert np.abs(first[:, :32].astype(float) - content).mean() < 12  # left: the content
+
+
+def test_preserve_colors_keeps_the_content_chroma(style):
+    content = frames(1, 64, 48)[0]
+    styled = vstyle.stylize_image(content, media.load_image(style), preserve_colors=True,
+                                  style_weight=1e5, **{**TINY, "size": 64, "first_iterations": 15})
+    plain = vstyle.stylize_image(content, media.load_image(style),
+                                 style_weight=1e5, **{**TINY, "size": 64, "first_iterations": 15})
+
+    def chroma(image):
+        return cv2.cvtColor(image, cv2.COLOR_RGB2YCrCb)[..., 1:].astype(float)
+    kept = np.abs(chroma(styled) - chroma(content)).mean()
+    drifted = np.abs(chroma(plain) - chroma(content)).mean()
+    assert kept < 2.0 and kept < drifted / 2
+
+
+def test_scales_run_the_first_frame_coarse_to_fine(clip, style, tmp_path, monkeypatch):
+    sizes = []
+    original = Stylizer.stylize
+
+    def spy(self, content, init, *args, **kwargs):
+        sizes.append(tuple(content.shape[-2:]))
+        return original(self, content, init, *args, **kwargs)
+    monkeypatch.setattr(Stylizer, "stylize", spy)
+    vstyle.stylize(clip, style, tmp_path / "out", max_frames=2, scales=2, **{**TINY, "size": 64})
+    assert sizes == [(24, 32), (48, 64), (48, 64)]  # frame 1 at two scales, frame 2 at full
+
+
+def test_average_pooling_replaces_max_pooling():
+    features = load_features("random", seed=0)
+    avg = VGGFeatures(features, ["conv3_1"], pooling="avg")
+    assert any(isinstance(m, torch.nn.AvgPool2d) for m in avg.net)
+    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in avg.net)
+    x = torch.rand(1, 3, 32, 32)
+    assert not torch.equal(avg(x)["conv3_1"], VGGFeatures(features, ["conv3_1"])(x)["conv3_1"])
+
+
+def test_out_of_gpu_memory_is_one_line_with_a_fix(clip, style, tmp_path, monkeypatch):
+    def oom(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    monkeypatch.setattr(Stylizer, "stylize", oom)
+    with pytest.raises(vstyle.VStyleError, match="out of GPU memory.*smaller --size"):
+        vstyle.stylize(clip, style, tmp_path / "out.gif", **TINY)
+    assert not (tmp_path / "out.gif").exists()
+    assert not list(tmp_path.glob(".out.gif*"))  # no work folder, no temp file
+
+
+def circling(n: int, w: int = 64, h: int = 48) -> list[np.ndarray]:
+    """A ball going once round a circle on a still background: frame n would be frame 0."""
+    base = frames(1, w, h)[0]
+    out = []
+    for t in range(n):
+        image = base.copy()
+        a = 2 * np.pi * t / n
+        cv2.circle(image, (int(w / 2 + 12 * np.cos(a)), int(h / 2 + 10 * np.sin(a))), 6,
+                   (250, 250, 40), -1)
+        out.append(image)
+    return out
+
+
+def test_loop_closes_the_seam(style, tmp_path):
+    clip = write_mp4(tmp_path / "loop.mp4", circling(8))
+    settings = dict(TINY, size=48, iterations=15, first_iterations=20, style_weight=1e5,
+                    warm_start="flow", temporal_weight=0.0)
+    seams = {}
+    for loop in (False, True):
+        out = tmp_path / f"loop{loop}"
+        vstyle.stylize(clip, style, out, loop=loop, **settings)
+        results = [media.load_image(p) for p in sorted(out.iterdir())]
+        inputs = list(media.open_source(clip).frames((48, 36)))
+        warp = FlowEstimator().warp(inputs[-1], inputs[0])  # the seam: last frame -> first
+        seams[loop] = pair_error(warp, results[-1], results[0])
+    assert seams[True] < 0.7 * seams[False], seams
