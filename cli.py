@@ -99,9 +99,19 @@ def main_command(
     keep_work: bool = typer.Option(False, "--keep-work", help="Keep the work folder after success."),
     restart: bool = typer.Option(False, "--restart", help="Ignore an earlier interrupted run."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
+    workers: Optional[int] = typer.Option(None, help="batch: inputs at once (default: one per "
+                                          "GPU, or one on the CPU)."),
+    ray: bool = typer.Option(False, "--ray", help="batch: run on Ray (local unless --ray-address)."),
+    ray_address: Optional[str] = typer.Option(None, help="batch: a Ray cluster's address."),
+    chunk_frames: Optional[int] = typer.Option(None, help="batch: split videos longer than this "
+                                               "into chunks stylized in parallel."),
 ) -> None:
     """Stylize a video, GIF, image folder or image with a painting (Gatys neural style transfer,
-    warm-started frame to frame)."""
+    warm-started frame to frame).
+
+    vstyle batch INPUTS... STYLE -o OUTDIR stylizes many inputs (files, folders of clips, or .txt
+    lists of them) with the same options.
+    """
     options = Options(
         size=size, style_size=style_size, style_scale=style_scale, iterations=iterations,
         first_iterations=first_iterations, min_iterations=min_iterations, tol=tol,
@@ -113,6 +123,13 @@ def main_command(
         preserve_colors=preserve_colors, scales=scales, optimizer=optimizer, lr=lr, init=init,
         warm_start=warm_start, flow=flow, loop=loop, device=device, weights=weights, seed=seed,
         max_frames=max_frames, fps=fps, crf=crf, gif_dither=gif_dither, compare=compare)
+    if BATCH:
+        run_batch([input, *styles[:-1]], styles[-1], output, options, quiet, workers, ray,
+                  ray_address, chunk_frames)
+        return
+    if workers is not None or ray or ray_address or chunk_frames:
+        raise vstyle.VStyleError("--workers, --ray, --ray-address and --chunk-frames are for "
+                                 "`vstyle batch INPUTS... STYLE -o OUTDIR`")
     with ProgressView(quiet) as view:
         result = vstyle.stylize(input, styles, output, options, on_event=view, report=report,
                                 work_dir=work_dir, keep_work=keep_work, restart=restart)
@@ -126,6 +143,45 @@ def main_command(
             line += (f"; warping error {c['warping_error']:.5f} (input's own "
                      f"{c['input_warping_error']:.5f}, ratio {c['ratio']:.2f})")
         err.print(escape(line))
+
+
+def run_batch(inputs: list[Path], style: Path, outdir: Optional[Path], options: Options,
+              quiet: bool, workers: Optional[int], use_ray: bool, address: Optional[str],
+              chunk_frames: Optional[int]) -> None:
+    """`vstyle batch`: a bar over the whole batch, a table at the end, exit 1 if any failed."""
+    from rich.table import Table
+    from vstyle import batch
+    if outdir is None:
+        raise vstyle.VStyleError("vstyle batch needs -o OUTDIR: the folder for the outputs")
+    if not inputs:
+        raise vstyle.VStyleError("vstyle batch needs inputs before the style: "
+                                 "vstyle batch a.mp4 b.gif style.jpg -o out/")
+    expanded = batch.expand_inputs(inputs)
+    progress = Progress(TextColumn("[bold]batch"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("jobs"), TimeElapsedColumn(), TimeRemainingColumn(),
+                        console=err, disable=quiet)
+
+    def on_done(job, status, frames, error):
+        progress.advance(task)
+    with progress:
+        task = progress.add_task("batch", total=None)
+        outcomes = batch.run_batch(expanded, [style], outdir, options,
+                                   workers=workers or batch.default_workers(), use_ray=use_ray,
+                                   ray_address=address, chunk_frames=chunk_frames,
+                                   on_plan=lambda n: progress.update(task, total=n),
+                                   on_done=on_done)
+    failed = [o for o in outcomes if o.status == "failed"]
+    if not quiet:
+        table = Table("input", "status", "frames", "output / error")
+        for o in outcomes:
+            table.add_row(str(o.input), o.status, str(o.frames or "-"),
+                          escape(o.error) if o.error else str(o.output))
+        err.print(table)
+    for o in failed:  # one line each, also with --quiet
+        err.print(f"[red]failed:[/red] {escape(str(o.input))}: {escape(o.error)}")
+    if failed:
+        raise vstyle.VStyleError(f"{len(failed)} of {len(outcomes)} inputs failed (see above); "
+                                 "fix them and run the same command again: finished ones are skipped")
 
 
 class ProgressView:
@@ -173,8 +229,15 @@ def _sigterm(signum, frame):
     raise KeyboardInterrupt  # the same clean stop as Ctrl-C
 
 
+BATCH = False  # `vstyle batch ...`: the same options, many inputs
+
+
 def main() -> None:
     """Console entry point: one line per error, exit codes 1 (user error), 130 (interrupted)."""
+    global BATCH
+    if len(sys.argv) > 1 and sys.argv[1] == "batch":
+        BATCH = True
+        del sys.argv[1]
     warnings.showwarning = _show_warning
     signal.signal(signal.SIGTERM, _sigterm)
     try:

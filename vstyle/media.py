@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import warnings
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from itertools import chain
 from pathlib import Path
@@ -70,14 +70,26 @@ class Source:
     timing: Timing
     has_audio: bool  # video with an audio stream
     files: list[Path] = field(default_factory=list, repr=False)  # folder: its images, in order
+    start: int = 0  # a window (a chunk of a long video) starts this many frames in
 
     def frames(self, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
         """Lazily decode the n_frames frames, RGB uint8 (H, W, 3), resized to size=(w, h) if given."""
         decode = {"video": _video_frames, "gif": _gif_frames, "folder": _folder_frames,
                   "image": _folder_frames}[self.kind]
-        for frame in decode(self):
-            # One resize straight to the target: folder images of other sizes follow the first's.
-            yield resize(frame, size or self.size)
+        whole = replace(self, n_frames=self.start + self.n_frames, start=0)
+        for i, frame in enumerate(decode(whole)):
+            if i >= self.start:  # frames before a window are decoded and dropped
+                # One resize straight to the target: folder images of other sizes follow the first's.
+                yield resize(frame, size or self.size)
+
+    def window(self, start: int, end: int) -> "Source":
+        """Frames [start, end) of this source, as a source of their own (without audio)."""
+        end = min(end, self.n_frames)
+        durations = self.timing.durations_ms
+        timing = Timing(self.timing.fps, durations[start:end] if durations else None,
+                        self.timing.loop)
+        return replace(self, start=self.start + start, n_frames=end - start, timing=timing,
+                       has_audio=False)
 
 
 # --- images --------------------------------------------------------------------------------------

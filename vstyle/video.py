@@ -56,10 +56,12 @@ def stylize(input: str | Path, styles: str | Path | Sequence[str | Path],
             output: str | Path | None = None, options: Options | None = None, *,
             on_event: OnEvent | None = None, report: str | Path | None = None,
             work_dir: str | Path | None = None, keep_work: bool = False,
-            restart: bool = False, **option_values) -> RunResult:
+            restart: bool = False, frame_range: tuple[int, int] | None = None,
+            **option_values) -> RunResult:
     """Stylize a video, GIF, image folder or still image into `output` (.gif, .mp4, folder, image).
 
     Options come as an `Options` or as keyword arguments (`size=256, iterations=50`, ...).
+    `frame_range` (start, end) stylizes only those frames, as a clip of their own (a chunk).
     """
     options = (options or Options()).replace(**option_values).validate()
     emit = on_event or (lambda event: None)
@@ -67,6 +69,8 @@ def stylize(input: str | Path, styles: str | Path | Sequence[str | Path],
     if not style_paths:
         raise VStyleError("no style image given: pass at least one painting")
     source = media.open_source(input, options.max_frames)
+    if frame_range is not None:
+        source = source.window(*frame_range)
     style_images = [media.load_image(p) for p in style_paths]
     output = Path(output) if output is not None else media.default_output(source, style_paths)
     kind = media.check_output(output, source)  # before the long work: creates its folder
@@ -121,7 +125,7 @@ def manifest(source: media.Source, style_paths: list[Path], options: Options,
     """Everything that changes the stylized frames: a run resumes only if all of it matches."""
     return json.loads(json.dumps({
         "version": VERSION, "input": str(source.path.resolve()),
-        "input_fingerprint": fingerprint(source.path),
+        "input_fingerprint": fingerprint(source.path), "start": source.start,
         "styles": [file_hash(p) for p in style_paths], "frame_size": list(size),
         "options": options.result_key()}))
 

@@ -1,0 +1,224 @@
+"""Many inputs, and long videos in chunks: locally (processes, one per GPU) or on a Ray cluster.
+
+Warm starts are sequential, so work is split by input or by chunk, never by frame. A chunk starts
+`OVERLAP` frames early: those frames are stylized and thrown away, so the first frame it keeps is
+warm-started like any other. Every job writes through `video.stylize`, so each one resumes from
+its own work folder when the batch is run again.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from . import media
+from .errors import VStyleError
+from .options import Options
+from .video import default_work_dir, stylize
+
+OVERLAP = 4  # frames a chunk starts early
+
+
+@dataclass
+class Job:
+    input: Path
+    output: Path  # the input's output, or a chunk's PNG folder
+    frame_range: tuple[int, int] | None = None  # a chunk: the frames it stylizes
+    keep_from: int = 0  # a chunk: its first frame to keep (after the overlap)
+
+
+@dataclass
+class Outcome:
+    input: Path
+    output: Path
+    status: str  # "done" | "skipped" | "failed"
+    seconds: float = 0.0
+    frames: int = 0
+    error: str = ""
+    chunks: list[Job] = field(default_factory=list)
+
+
+def expand_inputs(items: Iterable[str | Path]) -> list[Path]:
+    """Files as they are; a folder of clips -> its clips; a folder of images -> itself;
+    a .txt file -> the inputs it lists, one a line (relative to the list's folder)."""
+    found: list[Path] = []
+    for item in map(Path, items):
+        if item.suffix.lower() == ".txt" and item.is_file():
+            lines = [l.strip() for l in item.read_text().splitlines()]
+            found += expand_inputs(item.parent / l for l in lines if l and not l.startswith("#"))
+        elif item.is_dir():
+            clips = sorted((p for p in item.iterdir() if p.suffix.lower() in
+                            media.VIDEO_EXTS | {".gif"}), key=lambda p: _natural(p.name))
+            found += clips or [item]
+        else:
+            found.append(item)
+    return found
+
+
+def _natural(name: str) -> list:
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name.lower())]
+
+
+def output_for(input: Path, styles: list[Path], outdir: Path) -> Path:
+    """<input>-<style> in outdir, in the input's kind (judged by name: nothing is decoded)."""
+    kind = "folder" if input.is_dir() else "gif" if input.suffix.lower() == ".gif" else \
+        "image" if input.suffix.lower() in media.IMAGE_EXTS else "video"
+    suffix = {"video": ".mp4", "gif": ".gif", "folder": "", "image": ".png"}[kind]
+    stem = input.name if kind == "folder" else input.stem
+    return outdir / f"{stem}-{'+'.join(s.stem for s in styles)}{suffix}"
+
+
+def chunk_jobs(input: Path, output: Path, n_frames: int, chunk: int) -> list[Job]:
+    """Chunks of `chunk` kept frames; each but the first starts OVERLAP frames early."""
+    jobs = []
+    for start in range(0, n_frames, chunk):
+        first = max(0, start - OVERLAP)
+        folder = output.parent / f".{output.name.replace('.', '_')}-chunk{start // chunk + 1:04d}"
+        jobs.append(Job(input, folder, (first, min(start + chunk, n_frames)), start - first))
+    return jobs
+
+
+def run_job(job: Job, styles: list[Path], options: Options) -> tuple[str, int, str]:
+    """Stylize one input or chunk; a user error becomes a result, not an exception."""
+    if job.frame_range and job.output.is_dir() and not default_work_dir(job.output).exists():
+        return "done", len(list(job.output.iterdir())), ""  # a chunk finished in an earlier run
+    try:
+        result = stylize(job.input, styles, job.output, options, frame_range=job.frame_range)
+        return "done", result.n_frames, ""
+    except VStyleError as e:
+        return "failed", 0, str(e)
+
+
+def join_chunks(input: Path, output: Path, chunks: list[Job], options: Options) -> int:
+    """Encode the kept frames of every chunk, in order, into output (with the source's audio)."""
+    source = media.open_source(input, options.max_frames)
+
+    def frames():
+        for job in chunks:
+            kept = sorted(job.output.iterdir())[job.keep_from:]
+            for path in kept:
+                yield media.load_image(path)
+    kind = media.check_output(output, source)
+    audio = source.path if source.has_audio and kind == "mp4" else None
+    media.write_output(frames, output, kind, source.timing.for_output(options.fps),
+                       audio_from=audio, crf=options.crf, gif_dither=options.gif_dither)
+    for job in chunks:
+        shutil.rmtree(job.output, ignore_errors=True)
+    return source.n_frames
+
+
+def plan(inputs: list[Path], styles: list[Path], outdir: Path, options: Options,
+         chunk_frames: int | None) -> tuple[list[Outcome], list[Job]]:
+    """What to do: skip finished outputs, split long videos, refuse unreadable inputs early."""
+    outcomes, jobs = [], []
+    for input in inputs:
+        output = output_for(input, styles, outdir)
+        outcome = Outcome(input, output, "pending")
+        outcomes.append(outcome)
+        if output.exists() and not default_work_dir(output).exists():
+            outcome.status = "skipped"  # finished in an earlier run
+            continue
+        try:
+            source = media.open_source(input, options.max_frames)
+        except VStyleError as e:
+            outcome.status, outcome.error = "failed", str(e)
+            continue
+        if chunk_frames and source.kind in ("video", "gif") and source.n_frames > chunk_frames:
+            outcome.chunks = chunk_jobs(input, output, source.n_frames, chunk_frames)
+            jobs += outcome.chunks
+        else:
+            jobs.append(Job(input, output))
+    return outcomes, jobs
+
+
+OnDone = Callable[[Job, str, int, str], None]
+
+
+def run_batch(inputs: list[Path], styles: list[Path], outdir: Path, options: Options, *,
+              workers: int = 1, ray_address: str | None = None, use_ray: bool = False,
+              chunk_frames: int | None = None, on_plan: Callable[[int], None] | None = None,
+              on_done: OnDone | None = None) -> list[Outcome]:
+    """Stylize every input into outdir; one failure never stops the others."""
+    options = options.validate()
+    outdir.mkdir(parents=True, exist_ok=True)
+    outcomes, jobs = plan(inputs, styles, outdir, options, chunk_frames)
+    if on_plan:
+        on_plan(len(jobs))
+    start = time.perf_counter()
+    runner = _run_ray if use_ray else _run_local
+    results: dict[int, tuple[str, int, str]] = {}
+    for index, result in runner(jobs, styles, options, workers, ray_address):
+        results[index] = result
+        if on_done:
+            on_done(jobs[index], *result)
+    by_job = {id(job): results[i] for i, job in enumerate(jobs)}
+    for outcome in outcomes:
+        if outcome.status != "pending":
+            continue
+        parts = outcome.chunks or [j for j in jobs if j.output == outcome.output]
+        failed = [by_job[id(j)][2] for j in parts if by_job[id(j)][0] == "failed"]
+        if failed:
+            outcome.status, outcome.error = "failed", failed[0]
+        elif outcome.chunks:
+            try:
+                outcome.frames = join_chunks(outcome.input, outcome.output, outcome.chunks, options)
+                outcome.status = "done"
+            except VStyleError as e:
+                outcome.status, outcome.error = "failed", str(e)
+        else:
+            outcome.status, outcome.frames = "done", by_job[id(parts[0])][1]
+        outcome.seconds = time.perf_counter() - start
+    return outcomes
+
+
+def _run_local(jobs: list[Job], styles, options, workers: int, _address):
+    if workers <= 1 or len(jobs) <= 1:
+        for i, job in enumerate(jobs):
+            yield i, run_job(job, styles, options)
+        return
+    gpus = _gpu_count()
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = {}
+        for i, job in enumerate(jobs):
+            # Round-robin GPUs: each worker process pins its job to one card.
+            o = options.replace(device=f"cuda:{i % gpus}") if gpus and options.device in ("auto", "cuda") else options
+            futures[pool.submit(run_job, job, styles, o)] = i
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+
+def _run_ray(jobs: list[Job], styles, options, _workers, address: str | None):
+    try:
+        import ray
+    except ImportError:
+        raise VStyleError("--ray needs Ray: pip install 'vstyle[ray]'") from None
+    ray.init(address=address or None, ignore_reinit_error=True, log_to_driver=False,
+             include_dashboard=False, configure_logging=False)
+    try:
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        # One task per input or chunk; Ray sets CUDA_VISIBLE_DEVICES, so the task sees cuda:0.
+        task = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1)(run_job)
+        pending = {task.remote(job, styles, options): i for i, job in enumerate(jobs)}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                yield pending.pop(ref), ray.get(ref)
+    finally:
+        if address is None:
+            ray.shutdown()
+
+
+def _gpu_count() -> int:
+    import torch
+    return torch.cuda.device_count()
+
+
+def default_workers() -> int:
+    """One per GPU, or one on the CPU (a second CPU worker only halves each one's threads)."""
+    return max(1, _gpu_count())
+
