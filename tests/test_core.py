@@ -144,3 +144,22 @@ def test_flow_warp_follows_a_known_shift():
     assert err_warped < 0.3 * err_plain
     assert warp.reliable[inner].mean() > 0.8
     assert warp.reliable[:, :2].mean() < 0.5  # pixels that came from outside the old frame
+
+
+def test_lbfgs_solves_a_badly_scaled_problem_and_refuses_wild_steps():
+    from vstyle.lbfgs import LBFGS
+    scales = torch.logspace(-2, 2, 40)
+
+    def f(x):  # a quadratic whose curvatures span four decades, at a tiny scale like Gatys'
+        return float(1e-9 * 0.5 * (scales * x * x).sum()), 1e-9 * scales * x
+    x = torch.ones(40)
+    loss, g = f(x)
+    start, opt = loss, LBFGS(max_step=10.0)
+    for _ in range(60):
+        x, loss, g = opt.step(x, loss, g, f)
+    assert loss < 1e-4 * start  # no absolute threshold stopped it
+
+    def exploding(x):
+        return float("nan"), torch.zeros_like(x)
+    x2, loss2, _ = opt.step(x, loss, g, exploding)
+    assert torch.equal(x2, x) and loss2 == loss and not opt.pairs  # refused, history dropped

@@ -4,8 +4,8 @@ Why not torch.optim.LBFGS: its tolerances and its curvature test (s.y > 1e-10) a
 with Gatys' normalization (gradients ~1e-11 on a random VGG19) it stops at once or drops every
 curvature pair, and without a line search its guessed steps can throw the pixels far outside
 [0, 1] (the loss jumps 1000-fold). Here the curvature test is relative, a step never moves a
-pixel by more than `max_step`, a step that raises the loss is halved instead of taken, and
-the history can be carried to the next frame, whose problem is nearly the same.
+pixel by more than `max_step`, and a step that raises the loss by half or more is refused
+(the history is dropped and the next step starts small again).
 """
 
 from __future__ import annotations

@@ -146,12 +146,11 @@ class Stylizer:
 
 
 def run_optimizer(init: torch.Tensor, objective, max_iterations: int, o: Options,
-                  on_step: OnStep | None, lbfgs: LBFGS | None = None
-                  ) -> tuple[torch.Tensor, FrameStats]:
+                  on_step: OnStep | None) -> tuple[torch.Tensor, FrameStats]:
     """Minimize objective(x) from `init`; one function evaluation per iteration.
 
-    L-BFGS (ours, see lbfgs.py; pass `lbfgs` to carry its history over from the last frame)
-    or Adam. Stops early when the loss has fallen by less than `tol` over the last few.
+    L-BFGS (ours, see lbfgs.py) or Adam. Stops early when the loss has fallen by less than
+    `tol` over the last few iterations.
     """
     start = time.perf_counter()
     shape = init.shape
@@ -168,7 +167,7 @@ def run_optimizer(init: torch.Tensor, objective, max_iterations: int, o: Options
     x = init.detach().reshape(-1).clone()
     history: list[float] = []
     if o.optimizer == "lbfgs":
-        lbfgs = lbfgs or LBFGS(lr=o.step_size)
+        lbfgs = LBFGS(lr=o.step_size)
         loss, grad = evaluate(x)
     else:
         param = x.view(shape).clone().requires_grad_(True)
