@@ -188,10 +188,11 @@ def main() -> None:
     rows.append(summary("naive Gatys loop (baseline)", baseline, targets, targets, flops, device))
 
     variants = [
-        ("vstyle defaults", {}),
-        ("  without warm start", dict(warm_start="none")),
-        ("  without early stopping", dict(tol=0.0)),
-        ("  with --warm-start flow", dict(warm_start="flow")),
+        ("vstyle defaults (flow warm start, temporal loss, --tol)", {}),
+        ("  without warm start (--warm-start none)", dict(warm_start="none")),
+        ("  without early stopping (--tol 0)", dict(tol=0.0)),
+        ("  without flow (--warm-start previous)", dict(warm_start="previous")),
+        ("  without temporal loss (--temporal-weight 0)", dict(temporal_weight=0.0)),
     ]
     with tempfile.TemporaryDirectory() as tmp:
         for i, (label, changes) in enumerate(variants):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import queue
+from contextlib import closing
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -19,6 +20,7 @@ from .errors import VStyleError
 from .flow import FlowEstimator, Warp
 from .optimize import FrameStats, Stylizer, TemporalTarget, resize_tensor, to_image, to_tensor
 from .options import Options
+from .vgg import resolve_device
 from .workdir import VERSION, WorkDir, file_hash, fingerprint, write_atomic
 
 
@@ -68,6 +70,7 @@ def stylize(input: str | Path, styles: str | Path | Sequence[str | Path],
     style_paths = [Path(styles)] if isinstance(styles, (str, Path)) else [Path(s) for s in styles]
     if not style_paths:
         raise VStyleError("no style image given: pass at least one painting")
+    resolve_device(options.device)  # a missing GPU is known before anything is decoded
     source = media.open_source(input, options.max_frames)
     if frame_range is not None:
         source = source.window(*frame_range)
@@ -133,8 +136,13 @@ def manifest(source: media.Source, style_paths: list[Path], options: Options,
 def run_frames(source: media.Source, style_images: list[np.ndarray], options: Options,
                size: tuple[int, int], work: WorkDir, emit: OnEvent) -> None:
     """Stylize every frame not yet in the work folder, each warm-started from the one before."""
-    n = source.n_frames
-    frames = prefetch(with_warps(source.frames(size), options))
+    with closing(prefetch(with_warps(source.frames(size), options))) as frames:
+        stylize_frames(frames, source.n_frames, style_images, options, size, work, emit)
+
+
+def stylize_frames(frames: Iterator, n: int, style_images: list[np.ndarray], options: Options,
+                   size: tuple[int, int], work: WorkDir, emit: OnEvent) -> None:
+    """The loop over (content frame, warp from the frame before) pairs."""
     first_content, _ = next(frames)
     styles = [fit_style(s, options, size, first_content) for s in style_images]
     stylizer = Stylizer(styles, options)
@@ -256,27 +264,33 @@ def with_warps(frames: Iterable[np.ndarray], options: Options
         prev = frame
 
 
-def prefetch(items: Iterable, depth: int = 2) -> Iterator:
+def prefetch(items: Iterator, depth: int = 2) -> Iterator:
     """Run a generator in a background thread, `depth` items ahead: decoding and optical flow
-    (OpenCV and ffmpeg release the GIL) overlap with the optimizer."""
+    (OpenCV and ffmpeg release the GIL) overlap with the optimizer. Closing it stops and joins
+    the thread, so no native code is still running when the program exits."""
     q: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
     stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def worker():
         try:
             for item in items:
-                while not stop.is_set():
-                    try:
-                        q.put(("item", item), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            q.put(("end", done))
+                if not put(("item", item)):
+                    break
+            else:
+                put(("end", None))
         except BaseException as e:  # re-raised in the consumer
-            q.put(("error", e))
+            put(("error", e))
+        finally:
+            getattr(items, "close", lambda: None)()  # stop the decoder (ffmpeg) now
 
     thread = threading.Thread(target=worker, daemon=True)
     thread.start()
@@ -291,6 +305,7 @@ def prefetch(items: Iterable, depth: int = 2) -> Iterator:
                 return
     finally:
         stop.set()
+        thread.join(timeout=10)
 
 
 def fit_style(style: np.ndarray, options: Options, frame_size: tuple[int, int],
