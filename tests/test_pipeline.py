@@ -170,3 +170,15 @@ def test_temporal_ordering_none_previous_flow(style, tmp_path):
                        temporal_weight=100.0 if mode == "flow" else 0.0, **strong)
         errors[mode] = json.loads(report.read_text())["consistency"]["warping_error"]
     assert errors["none"] > errors["previous"] > errors["flow"], errors
+
+
+def test_restart_ignores_finished_frames_and_keep_work_keeps_them(clip, style, tmp_path):
+    work = tmp_path / "work"
+    vstyle.stylize(clip, style, tmp_path / "a.gif", max_frames=3, work_dir=work, keep_work=True,
+                   **TINY)
+    assert sorted(p.name for p in work.glob("*.png")) == ["00001.png", "00002.png", "00003.png"]
+    notices = []
+    result = vstyle.stylize(clip, style, tmp_path / "b.gif", max_frames=3, work_dir=work,
+                            restart=True, on_event=lambda e: e.kind == "notice" and
+                            notices.append(e.message), **TINY)
+    assert result.reused == 0 and notices == ["--restart: starting fresh"] and not work.exists()
