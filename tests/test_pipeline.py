@@ -6,6 +6,7 @@ import json
 
 import cv2
 import imageio.v3 as iio
+import imageio_ffmpeg
 import numpy as np
 import pytest
 import torch
@@ -17,11 +18,6 @@ from vstyle.optimize import Stylizer, to_tensor
 
 pytestmark = pytest.mark.filterwarnings("ignore::vstyle.VStyleWarning")
 TINY = dict(size=32, iterations=3, first_iterations=4, min_iterations=0, weights="random")
-
-
-def mp4_info(path) -> tuple[int, float]:
-    n, _ = __import__("imageio_ffmpeg").count_frames_and_secs(str(path))
-    return n, iio.immeta(path, plugin="pyav" if False else None)["fps"]
 
 
 @pytest.mark.parametrize("mode", ["previous", "none", "flow"])
@@ -72,7 +68,7 @@ def test_gif_to_mp4_and_folder_to_folder(style, tmp_path):
     gif = write_gif(tmp_path / "in.gif", frames(4), [100] * 4)
     mp4 = tmp_path / "out.mp4"
     vstyle.stylize(gif, style, mp4, **TINY)
-    n, _ = __import__("imageio_ffmpeg").count_frames_and_secs(str(mp4))
+    n, _ = imageio_ffmpeg.count_frames_and_secs(str(mp4))
     assert n == 4 and iio.immeta(mp4)["fps"] == pytest.approx(10)
 
     folder = tmp_path / "frames"
@@ -101,7 +97,7 @@ def test_real_clip_yuv444_with_audio(style, tmp_path):
     out = tmp_path / "cockatoo.mp4"
     result = vstyle.stylize(cockatoo, style, out, max_frames=6, **TINY)
     assert result.n_frames == 6
-    n, _ = __import__("imageio_ffmpeg").count_frames_and_secs(str(out))
+    n, _ = imageio_ffmpeg.count_frames_and_secs(str(out))
     meta = iio.immeta(out)
     assert n == 6 and meta["fps"] == pytest.approx(20) and "audio_codec" in meta
     gif = tmp_path / "cockatoo.gif"

@@ -37,7 +37,7 @@ def stop_and_resume(tmp_path: Path, n_frames: int, stop_at: int, sig: int, size:
     args = [clip, style, "-o", out, "--size", size, "--iterations", 2, "--first-iterations", 2,
             "--min-iterations", 0, "--quiet"]
     proc = start_cli(*args)
-    wait_for(work / f"{stop_at:05d}.png", proc)
+    wait_for(work / f"{stop_at:05d}.png", proc, timeout=120 + n_frames)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
@@ -166,12 +165,3 @@ def resolve_device(name: str) -> torch.device:
                               "GPU(s); use cuda:0 … or auto")
         return device
     raise VStyleError(f"--device {name!r} not understood: use auto, cpu, cuda or cuda:N")
-
-
-def set_cpu_threads() -> None:
-    """Use every core we are allowed (containers often report fewer than the host has)."""
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:
-        n = os.cpu_count() or 1
-    torch.set_num_threads(max(1, n))
