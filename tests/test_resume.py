@@ -37,9 +37,14 @@ def stop_and_resume(tmp_path: Path, n_frames: int, stop_at: int, sig: int, size:
     args = [clip, style, "-o", out, "--size", size, "--iterations", 2, "--first-iterations", 2,
             "--min-iterations", 0, "--quiet"]
     proc = start_cli(*args)
-    wait_for(work / f"{stop_at:05d}.png", proc, timeout=120 + n_frames)
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
+    try:
+        wait_for(work / f"{stop_at:05d}.png", proc, timeout=120 + n_frames)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:  # the test failed: leave no run behind
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 130, err
     assert "run the same command again to resume" in err and "Traceback" not in err
     kept = sorted(work.glob("*.png"))

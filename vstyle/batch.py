@@ -22,7 +22,7 @@ import numpy as np
 from . import media
 from .errors import VStyleError
 from .options import Options
-from .video import default_work_dir, stylize
+from .video import Interrupted, default_work_dir, stylize
 
 OVERLAP = 8  # frames a chunk starts early (and fades in over)
 
@@ -94,6 +94,8 @@ def run_job(job: Job, styles: list[Path], options: Options) -> tuple[str, int, s
     try:
         result = stylize(job.input, styles, job.output, options, frame_range=job.frame_range)
         return "done", result.n_frames, ""
+    except Interrupted:
+        raise  # Ctrl-C stops the whole batch; finished frames stay for the next run
     except VStyleError as e:
         return "failed", 0, str(e)
 
