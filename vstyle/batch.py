@@ -9,7 +9,6 @@ its own work folder when the batch is run again.
 
 from __future__ import annotations
 
-import re
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -56,24 +55,18 @@ def expand_inputs(items: Iterable[str | Path]) -> list[Path]:
             found += expand_inputs(item.parent / l for l in lines if l and not l.startswith("#"))
         elif item.is_dir():
             clips = sorted((p for p in item.iterdir() if p.suffix.lower() in
-                            media.VIDEO_EXTS | {".gif"}), key=lambda p: _natural(p.name))
+                            media.VIDEO_EXTS | {".gif"}), key=media.natural_key)
             found += clips or [item]
         else:
             found.append(item)
     return found
 
 
-def _natural(name: str) -> list:
-    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name.lower())]
-
-
 def output_for(input: Path, styles: list[Path], outdir: Path) -> Path:
     """<input>-<style> in outdir, in the input's kind (judged by name: nothing is decoded)."""
     kind = "folder" if input.is_dir() else "gif" if input.suffix.lower() == ".gif" else \
         "image" if input.suffix.lower() in media.IMAGE_EXTS else "video"
-    suffix = {"video": ".mp4", "gif": ".gif", "folder": "", "image": ".png"}[kind]
-    stem = input.name if kind == "folder" else input.stem
-    return outdir / f"{stem}-{'+'.join(s.stem for s in styles)}{suffix}"
+    return media.output_name(input, kind, styles, outdir)
 
 
 def chunk_jobs(input: Path, output: Path, n_frames: int, chunk: int) -> list[Job]:

@@ -142,7 +142,7 @@ def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(image, tuple(size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
 
 
-def _natural_key(path: Path) -> list:
+def natural_key(path: Path) -> list:
     """frame2 before frame10, case-insensitive: digit runs compare as numbers."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name.lower())]
 
@@ -186,7 +186,7 @@ def _read_input_image(path: Path) -> np.ndarray:
 
 def _open_folder(path: Path) -> Source:
     files = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTS
-                    and not p.name.startswith(".") and p.is_file()), key=_natural_key)
+                    and not p.name.startswith(".") and p.is_file()), key=natural_key)
     if not files:
         raise VStyleError(f"folder {path} has no images: put {', '.join(sorted(IMAGE_EXTS))} frames in it")
     size = _read_input_image(files[0]).shape[1::-1]
@@ -382,10 +382,15 @@ def output_kind(path: Path) -> str:
 
 def default_output(source: Source, style_paths: list[Path]) -> Path:
     """<input>-<style> beside the input, in the input's kind."""
-    stem = source.path.name if source.kind == "folder" else source.path.stem
+    return output_name(source.path, source.kind, style_paths, source.path.parent)
+
+
+def output_name(path: Path, kind: str, style_paths: list[Path], folder: Path) -> Path:
+    """folder/<input>-<style>, with the suffix of the input's kind (video -> .mp4 ...)."""
+    stem = path.name if kind == "folder" else path.stem
     styles = "+".join(Path(p).stem for p in style_paths) or "stylized"
-    suffix = {"video": ".mp4", "gif": ".gif", "folder": "", "image": ".png"}[source.kind]
-    return source.path.parent / f"{stem}-{styles}{suffix}"
+    suffix = {"video": ".mp4", "gif": ".gif", "folder": "", "image": ".png"}[kind]
+    return folder / f"{stem}-{styles}{suffix}"
 
 
 def check_output(output: Path, source: Source) -> str:
@@ -545,10 +550,13 @@ def _write_mp4(frames: Callable[[], Iterable[np.ndarray]], out: Path, timing: Ti
                  str(out)])
 
 
-def _encode_png(path: Path, frame: np.ndarray) -> None:
-    _, data = cv2.imencode(".png", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR),
-                           [cv2.IMWRITE_PNG_COMPRESSION, 1])  # low level: fast, still lossless
-    path.write_bytes(data.tobytes())
+def png_bytes(frame: np.ndarray) -> bytes:
+    """An RGB frame as PNG, at a low compression level: fast, still lossless."""
+    ok, data = cv2.imencode(".png", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR),
+                            [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise OSError("PNG encoding failed")
+    return data.tobytes()
 
 
 def _write_folder(frames: Callable[[], Iterable[np.ndarray]], out: Path) -> None:
@@ -556,7 +564,7 @@ def _write_folder(frames: Callable[[], Iterable[np.ndarray]], out: Path) -> None
     with _scratch(out, "") as tmp:
         tmp.mkdir()
         for i, frame in enumerate(frames(), start=1):
-            _encode_png(tmp / f"{i:05d}.png", frame)
+            (tmp / f"{i:05d}.png").write_bytes(png_bytes(frame))
         if out.exists():  # an earlier run of ours: swap it out, then delete it
             _check_folder_target(out)
             with _scratch(out, ".old") as old:

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from .errors import VStyleError
+from .media import png_bytes
 
 VERSION = 1  # bump when a change makes old work folders unusable
 
@@ -87,11 +88,7 @@ class WorkDir:
         return n
 
     def save(self, index: int, image: np.ndarray, stats: dict) -> None:
-        ok, png = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
-                               [cv2.IMWRITE_PNG_COMPRESSION, 1])
-        if not ok:
-            raise VStyleError(f"cannot encode frame {index + 1} as PNG")
-        write_atomic(self.frame_path(index), png.tobytes())
+        write_atomic(self.frame_path(index), png_bytes(image))
         with open(self.path / "frames.jsonl", "a") as f:
             f.write(json.dumps({"frame": index + 1, **stats}) + "\n")
         self.done = max(self.done, index + 1)
