@@ -31,6 +31,8 @@ MODES = [  # (label, options)
     ("flow", dict(warm_start="flow", temporal_weight=0.0)),
     ("flow + temporal loss 10", dict(warm_start="flow", temporal_weight=10.0)),
     ("flow + temporal loss 100", dict(warm_start="flow", temporal_weight=100.0)),
+    # previous' budget: it stops after ~10 iterations (its loss flattens at once, smeared)
+    ("default, <= 10 iterations", dict(warm_start="flow", temporal_weight=10.0, iterations=10)),
 ]
 
 
@@ -47,7 +49,7 @@ def run(clip: Path, n: int, style: Path, settings: dict, work: Path) -> list[dic
     for label, mode in MODES:
         out = work / f"{label.replace(' ', '_')}"
         start = time.perf_counter()
-        result = vstyle.stylize(clip, style, out, max_frames=n, **settings, **mode)
+        result = vstyle.stylize(clip, style, out, max_frames=n, **{**settings, **mode})
         seconds = time.perf_counter() - start
         size = media.fit_size(media.open_source(clip).size, settings["size"])
         outputs = (media.load_image(p) for p in sorted(out.iterdir()))

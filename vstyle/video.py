@@ -211,15 +211,16 @@ def warm_start(content_img: np.ndarray, prev_result: np.ndarray, warp: Warp | No
     """Frame t's starting point and temporal targets, from frame t-1's result.
 
     none: its own content. previous: the previous result as it is. flow: the previous result
-    moved along the optical flow; where the warp cannot be trusted (disocclusions, borders)
-    the content frame fills in.
+    moved along the optical flow; where the warp cannot fill in (disocclusions, borders) the
+    content frame does. The temporal term holds only the reliable pixels (not motion
+    boundaries either).
     """
     if options.warm_start == "none":
         return to_tensor(content_img, device), []
     if options.warm_start == "previous" or warp is None:
         return to_tensor(prev_result, device), []
-    warped = warp.apply(prev_result)
-    mask = warp.reliable[..., None]
+    warped = warp.carry(prev_result)
+    mask = warp.filled[..., None]
     init = (mask * warped + (1 - mask) * content_img).round().astype(np.uint8)
     temporal = []
     if options.temporal_weight > 0:
@@ -248,7 +249,7 @@ def loop_targets(t: int, n: int, content_img: np.ndarray, first_content: np.ndar
     ramp = (t - (n - k) + 1) / k  # 1/k ... 1 on the last frame
     warp = FlowEstimator(options.flow).warp(first_content, content_img)
     weight = (options.temporal_weight or LOOP_WEIGHT) * ramp
-    return [TemporalTarget(to_tensor(warp.apply(first_result), device), mask_tensor(warp, device),
+    return [TemporalTarget(to_tensor(warp.carry(first_result), device), mask_tensor(warp, device),
                            weight)]
 
 
