@@ -83,6 +83,8 @@ def main_command(
     flow: str = typer.Option(D.flow, help="Optical flow: dis | farneback."),
     loop: bool = typer.Option(False, "--loop", help="Close the loop: the last frame leads into the first."),
     device: str = typer.Option(D.device, help="auto | cpu | cuda | cuda:N."),
+    precision: str = typer.Option(D.precision, help="VGG passes in: auto (bf16 on a GPU, fp32 "
+                                  "on the CPU) | fp32 | bf16."),
     weights: str = typer.Option(D.weights, help="imagenet | random | PATH to a VGG19 state dict "
                                 "(env: VSTYLE_WEIGHTS)."),
     seed: int = typer.Option(D.seed, help="Random seed (noise init, random weights)."),
@@ -121,7 +123,8 @@ def main_command(
         style_layer_weights=floats(style_layer_weights, "style-layer-weights"),
         style_blend=floats(style_blend, "style-blend"), pooling=pooling,
         preserve_colors=preserve_colors, scales=scales, optimizer=optimizer, lr=lr, init=init,
-        warm_start=warm_start, flow=flow, loop=loop, device=device, weights=weights, seed=seed,
+        warm_start=warm_start, flow=flow, loop=loop, device=device, precision=precision,
+        weights=weights, seed=seed,
         max_frames=max_frames, fps=fps, crf=crf, gif_dither=gif_dither, compare=compare)
     if BATCH:
         run_batch([input, *styles[:-1]], styles[-1], output, options, quiet, workers, ray,

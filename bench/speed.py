@@ -17,6 +17,7 @@ process): memory must not grow with the clip's length.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import subprocess
@@ -59,7 +60,8 @@ def vgg_flops(size: tuple[int, int], last_layer: str = "conv5_1") -> float:
 def naive(contents: list[np.ndarray], style: np.ndarray, o: Options, iterations: int,
           evaluator: Stylizer) -> list[dict]:
     """The plain loop: from scratch every frame, Grams recomputed every iteration."""
-    net, device = evaluator.net, evaluator.device
+    net = copy.deepcopy(evaluator.net).to(memory_format=torch.contiguous_format)  # plain NCHW
+    device = evaluator.device
     style_t = to_tensor(style, device)
     rows = []
     for content_img in contents:
@@ -162,6 +164,9 @@ def main() -> None:
     p.add_argument("--clip", type=Path, default=ROOT / "samples" / "clip.mp4")
     p.add_argument("--style", type=Path, default=ROOT / "samples" / "style.jpg")
     p.add_argument("--json", type=Path, help="also write the rows here")
+    p.add_argument("--profile", action="store_true",
+                   help="only profile 10 iterations of a warm frame (torch.profiler) and print "
+                        "where the time goes")
     args = p.parse_args()
     if args.quick:
         args.frames, args.size, args.iterations = 6, 64, 20
@@ -174,11 +179,15 @@ def main() -> None:
     contents = list(source.frames(size))
     style = media.resize(media.load_image(args.style),
                          media.fit_size(media.load_image(args.style).shape[1::-1], args.size))
-    evaluator = Stylizer([style], base)
+    evaluator = Stylizer([style], base.replace(precision="fp32"))  # judge every row in fp32
     evaluator.calibrate(to_tensor(contents[0], evaluator.device),
                         to_tensor(contents[0], evaluator.device))
     device = evaluator.device
     flops = vgg_flops(size)
+
+    if args.profile:
+        profile(Stylizer([style], base, evaluator.net), contents, device)
+        return
 
     rows = []
     reset_peak(device)
@@ -192,6 +201,8 @@ def main() -> None:
         ("  without early stopping (--tol 0)", dict(tol=0.0)),
         ("  without flow (--warm-start previous)", dict(warm_start="previous")),
         ("  without temporal loss (--temporal-weight 0)", dict(temporal_weight=0.0)),
+        ("  without bf16 (--precision fp32)", dict(precision="fp32")) if device.type == "cuda"
+        else ("  with bf16 autocast (--precision bf16)", dict(precision="bf16")),
     ]
     with tempfile.TemporaryDirectory() as tmp:
         for i, (label, changes) in enumerate(variants):
@@ -223,6 +234,21 @@ def main() -> None:
               f"{200 if args.quick else 2000} frames {long:.0f} MiB")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
+
+
+def profile(stylizer: Stylizer, contents: list[np.ndarray], device: torch.device) -> None:
+    """The operators that take the time in 10 iterations of frame 2, warm-started from frame 1."""
+    from torch.profiler import ProfilerActivity
+    first, second = (to_tensor(c, device) for c in contents[:2])
+    stylizer.calibrate(first, first)
+    warm, _ = stylizer.stylize(first, first, 10)  # also warms up cuDNN's autotuner
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with torch.profiler.profile(activities=activities) as prof:
+        stylizer.stylize(second, warm, 10)
+        sync(device)
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(f"# profile: 10 iterations of a warm frame, device {device_name(device)}")
+    print(prof.key_averages().table(sort_by=key, row_limit=15))
 
 
 def summary(label: str, frames: list[dict], finals: list[float], targets: list[float],

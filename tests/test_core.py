@@ -111,6 +111,27 @@ def test_adam_also_lowers_the_loss():
     assert seen[-1] < seen[0]
 
 
+def test_bf16_autocast_ends_no_more_than_2_percent_above_fp32():
+    # The GPU default runs the VGG passes in bfloat16 (Grams and losses in fp32); the CPU has
+    # the same autocast, so its numerics are checked here.
+    fp32, content = small_stylizer(precision="fp32")
+    bf16, _ = small_stylizer(precision="bf16")
+    assert fp32.features(content)["conv1_1"].dtype == torch.float32
+    assert bf16.features(content)["conv1_1"].dtype == torch.bfloat16
+    assert bf16.style_grams["conv1_1"].dtype == torch.float32
+    fp32.calibrate(content, content)
+    bf16.reference = fp32.reference
+    finals = []
+    for stylizer in (fp32, bf16):
+        result, _ = stylizer.stylize(content, content, 20)
+        value, _ = fp32.perceptual(result, fp32.content_targets(content))  # one judge, fp32
+        finals.append(float(value.sum()) / fp32.reference)
+    assert finals[0] < 0.5  # both really optimized
+    assert finals[1] <= 1.02 * finals[0]  # (trajectories differ: it may also end lower)
+    with pytest.raises(VStyleError, match="--precision must be one of"):
+        Options(precision="fp8").validate()
+
+
 def test_early_stop_ends_a_converged_frame():
     stylizer, content = small_stylizer()
     stylizer.options = stylizer.options.replace(tol=0.5, min_iterations=7)

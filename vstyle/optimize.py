@@ -58,6 +58,13 @@ class Stylizer:
         layers = list(dict.fromkeys(options.content_layers + options.style_layers))
         if net is None:
             net = VGGFeatures(load_features(options.weights, options.seed), layers, options.pooling)
+        self.bf16 = use_bf16(options.precision, self.device)
+        # On a GPU: NHWC convolutions are the tensor cores' native layout, and the frame size is
+        # fixed for a run, so cuDNN's autotuner picks its fastest kernels once.
+        self.channels_last = self.device.type == "cuda"
+        if self.channels_last:
+            torch.backends.cudnn.benchmark = True
+            net = net.to(memory_format=torch.channels_last)
         self.net = net.to(self.device)
         self.styles = styles  # RGB uint8 images, already at their processing size
         blend = options.style_blend or (1.0,) * len(styles)
@@ -71,12 +78,19 @@ class Stylizer:
         self.style_grams = self._style_grams()  # once per run
         self.reference: float | None = None  # loss normalization, fixed by the first frame
 
+    def features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The VGG activations of (1, 3, H, W) images, under autocast when running in bf16."""
+        if self.channels_last:
+            image = image.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            return self.net(image)
+
     @torch.no_grad()
     def _style_grams(self) -> dict[str, torch.Tensor]:
         """Blended Gram targets: sum_k w_k * Gram(style_k), per style layer."""
         grams: dict[str, torch.Tensor] = {}
         for style, weight in zip(self.styles, self.blend):
-            feats = self.net(to_tensor(style, self.device))
+            feats = self.features(to_tensor(style, self.device))
             for layer in self.options.style_layers:
                 g = losses.gram(feats[layer]) * weight
                 grams[layer] = grams[layer] + g if layer in grams else g
@@ -84,13 +98,13 @@ class Stylizer:
 
     @torch.no_grad()
     def content_targets(self, content: torch.Tensor) -> dict[str, torch.Tensor]:
-        feats = self.net(content)
+        feats = self.features(content)
         return {layer: feats[layer] for layer in self.options.content_layers}
 
     def perceptual(self, image, targets) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """alpha * content + beta * style, unnormalized, and the unweighted parts."""
         o = self.options
-        feats = self.net(image)
+        feats = self.features(image)
         content = sum(losses.content_loss(feats[l], targets[l]) for l in o.content_layers)
         style = sum(self.layer_weights[l] * losses.style_layer_loss(feats[l], self.style_grams[l])
                     for l in o.style_layers)
@@ -143,6 +157,17 @@ class Stylizer:
             return total.sum(), parts
 
         return run_optimizer(init, objective, max_iterations, o, on_step)
+
+
+def use_bf16(precision: str, device: torch.device) -> bool:
+    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
+        return False
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        if precision == "auto":
+            return False
+        raise VStyleError("--precision bf16: this GPU has no bfloat16 support; use "
+                          "--precision fp32")
+    return True
 
 
 def run_optimizer(init: torch.Tensor, objective, max_iterations: int, o: Options,
