@@ -13,7 +13,7 @@ import torch
 
 import vstyle
 from conftest import frames, shared_file, write_gif, write_mp4
-from vstyle import media
+from vstyle import media, metrics
 from vstyle.optimize import Stylizer, to_tensor
 
 pytestmark = pytest.mark.filterwarnings("ignore::vstyle.VStyleWarning")
@@ -107,8 +107,6 @@ def test_real_clip_yuv444_with_audio(style, tmp_path):
 
 def test_interrupted_run_resumes_without_a_seam(clip, style, tmp_path):
     full = tmp_path / "full"
-    vstyle.stylize(clip, style, full, max_frames=6, **TINY)
-
     out, work = tmp_path / "out", tmp_path / "work"
 
     def stop_after_three(event):
@@ -120,8 +118,11 @@ def test_interrupted_run_resumes_without_a_seam(clip, style, tmp_path):
     assert not out.exists() and sorted(p.name for p in work.glob("*.png")) == \
         ["00001.png", "00002.png", "00003.png"]
 
+    first = vstyle.stylize(clip, style, full, max_frames=6, **TINY)  # (the same again)
     result = vstyle.stylize(clip, style, out, max_frames=6, work_dir=work, **TINY)
     assert result.reused == 3 and not work.exists()
+    # the figures of the frames from before the stop were kept with them
+    assert result.consistency == pytest.approx(first.consistency, rel=1e-6)
     resumed = [iio.imread(p) for p in sorted(out.iterdir())]
     uninterrupted = [iio.imread(p) for p in sorted(full.iterdir())]
     assert len(resumed) == 6
@@ -149,6 +150,19 @@ def test_report_has_per_frame_stats_and_consistency(clip, style, tmp_path):
     c = data["consistency"]
     assert c["pairs"] == 3 and c["warping_error"] > 0 and c["input_warping_error"] > 0
     assert c["ratio"] == pytest.approx(c["warping_error"] / c["input_warping_error"])
+
+
+def test_consistency_measured_during_the_run_equals_the_metric(clip, style, tmp_path):
+    # With the flow warm start the run measures each pair as it goes, with its own warps;
+    # the figures must be exactly what the metric module computes afterwards.
+    result = vstyle.stylize(clip, style, tmp_path / "out", max_frames=4, **TINY)
+    assert result.consistency is not None and result.consistency["pairs"] == 3
+    size = media.fit_size(media.open_source(clip).size, TINY["size"])
+    outputs = [media.load_image(p) for p in sorted((tmp_path / "out").iterdir())]
+    expected = metrics.consistency(media.open_source(clip, 4).frames(size), outputs)
+    assert result.consistency == pytest.approx(expected, rel=1e-6)
+    assert vstyle.stylize(clip, style, tmp_path / "prev", max_frames=4, warm_start="previous",
+                          **TINY).consistency is None  # no warps: only --report measures
 
 
 def test_temporal_ordering_none_previous_flow(style, tmp_path):

@@ -46,7 +46,11 @@ def warping_errors(inputs: Iterable[np.ndarray], outputs: Iterable[np.ndarray],
 def consistency(inputs: Iterable[np.ndarray], outputs: Iterable[np.ndarray],
                 flow: str = "dis") -> dict[str, float]:
     """The clip's figures: output warping error, the input's own, and their ratio."""
-    out_errors, in_errors = warping_errors(inputs, outputs, flow)
+    return summarize(*warping_errors(inputs, outputs, flow))
+
+
+def summarize(out_errors: list[float], in_errors: list[float]) -> dict[str, float]:
+    """Per-pair errors -> the clip's mean figures (also used on errors measured during a run)."""
     out_mean = float(np.mean(out_errors)) if out_errors else 0.0
     in_mean = float(np.mean(in_errors)) if in_errors else 0.0
     return {"warping_error": out_mean, "input_warping_error": in_mean,

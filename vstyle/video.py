@@ -110,13 +110,25 @@ def stylize(input: str | Path, styles: str | Path | Sequence[str | Path],
     media.write_output(frames, output, kind, timing, audio_from=audio, crf=options.crf,
                        gif_dither=options.gif_dither)
     result = RunResult(output, source.n_frames, reused, time.perf_counter() - start, work.stats())
+    result.consistency = measured_consistency(result.frames)
     if report is not None:
-        result.consistency = metrics.consistency(source.frames(size), work.frames(source.n_frames),
-                                                 options.flow)
+        if result.consistency is None:  # no flow during the run: measure it now
+            result.consistency = metrics.consistency(
+                source.frames(size), work.frames(source.n_frames), options.flow)
         write_report(Path(report), result, options)
     if not keep_work:
         work.remove()
     return result
+
+
+def measured_consistency(frames: list[dict]) -> dict | None:
+    """The clip's warping error from the per-frame figures measured during the run (with the
+    run's own warps, which are the metric's), or None where a frame lacks them."""
+    pairs = frames[1:]
+    if not pairs or any("warping_error" not in f for f in pairs):
+        return None
+    return metrics.summarize([f["warping_error"] for f in pairs],
+                             [f["input_warping_error"] for f in pairs])
 
 
 def default_work_dir(output: Path) -> Path:
@@ -136,7 +148,7 @@ def manifest(source: media.Source, style_paths: list[Path], options: Options,
 def run_frames(source: media.Source, style_images: list[np.ndarray], options: Options,
                size: tuple[int, int], work: WorkDir, emit: OnEvent) -> None:
     """Stylize every frame not yet in the work folder, each warm-started from the one before."""
-    with closing(prefetch(with_warps(source.frames(size), options))) as frames:
+    with closing(prefetch(with_warps(source.frames(size), options, work.done))) as frames:
         stylize_frames(frames, source.n_frames, style_images, options, size, work, emit)
 
 
@@ -147,8 +159,9 @@ def stylize_frames(frames: Iterator, n: int, style_images: list[np.ndarray], opt
     styles = [fit_style(s, options, size, first_content) for s in style_images]
     stylizer = Stylizer(styles, options)
     device = stylizer.device
-    first_result = prev_result = None
+    first_result = prev_result = prev_content = None
     for t, (content_img, warp) in enumerate(_chain(first_content, None, frames)):
+        previous_content, prev_content = prev_content, content_img
         content = to_tensor(content_img, device)
         if t == 0:
             stylizer.calibrate(content, stylizer.initial(content))
@@ -176,7 +189,11 @@ def stylize_frames(frames: Iterator, n: int, style_images: list[np.ndarray], opt
         image = to_image(result)
         if options.preserve_colors:
             image = keep_chroma(image, content_img)
-        work.save(t, image, asdict(stats))
+        record = asdict(stats)
+        if warp is not None:  # the consistency figures come almost free with the warp
+            record["warping_error"] = metrics.pair_error(warp, prev_result, image)
+            record["input_warping_error"] = metrics.pair_error(warp, previous_content, content_img)
+        work.save(t, image, record)
         emit(Event("frame", frame=t + 1, n_frames=n, stats=stats))
         prev_result = image
         if t == 0:
@@ -253,15 +270,15 @@ def loop_targets(t: int, n: int, content_img: np.ndarray, first_content: np.ndar
                            weight)]
 
 
-def with_warps(frames: Iterable[np.ndarray], options: Options
+def with_warps(frames: Iterable[np.ndarray], options: Options, done: int = 0
                ) -> Iterator[tuple[np.ndarray, Warp | None]]:
-    """Pair each frame with the warp from the frame before (computed once per pair, and only
-    when the warm start uses it)."""
+    """Pair each frame with the warp from the frame before (computed once per pair, only when
+    the warm start uses it, and not for the `done` frames an earlier run finished)."""
     estimator = FlowEstimator(options.flow) if options.warm_start == "flow" else None
     prev = None
-    for frame in frames:
-        warp = estimator.warp(prev, frame) if estimator is not None and prev is not None else None
-        yield frame, warp
+    for t, frame in enumerate(frames):
+        needed = estimator is not None and prev is not None and t >= done
+        yield frame, estimator.warp(prev, frame) if needed else None
         prev = frame
 
 
