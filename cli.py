@@ -39,6 +39,16 @@ def floats(text: Optional[str], name: str) -> Optional[tuple[float, ...]]:
                                  "e.g. 0.7,0.3") from None
 
 
+def ints(text: Optional[str], default: tuple[int, ...], name: str) -> tuple[int, ...]:
+    if text is None:
+        return default
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise vstyle.VStyleError(f"--{name} {text!r} is not a comma-separated list of whole "
+                                 "numbers, e.g. 1,2,4") from None
+
+
 def names(text: Optional[str], default: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip()) if text else default
 
@@ -65,6 +75,8 @@ def main_command(
     tv_weight: float = typer.Option(D.tv_weight, help="Total variation weight (smoothness)."),
     temporal_weight: float = typer.Option(D.temporal_weight, help="Temporal loss weight "
                                           "(with --warm-start flow; 0: off)."),
+    temporal_frames: Optional[str] = typer.Option(None, help="Frames back the temporal loss "
+                                                  "holds, e.g. 1,2,4 (long-term; default 1)."),
     content_layers: Optional[str] = typer.Option(None, help="Comma-separated, e.g. conv4_2."),
     style_layers: Optional[str] = typer.Option(None, help="Comma-separated, e.g. "
                                                "conv1_1,conv2_1,conv3_1,conv4_1,conv5_1."),
@@ -118,7 +130,9 @@ def main_command(
         size=size, style_size=style_size, style_scale=style_scale, iterations=iterations,
         first_iterations=first_iterations, min_iterations=min_iterations, tol=tol,
         content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
-        temporal_weight=temporal_weight, content_layers=names(content_layers, D.content_layers),
+        temporal_weight=temporal_weight,
+        temporal_frames=ints(temporal_frames, D.temporal_frames, "temporal-frames"),
+        content_layers=names(content_layers, D.content_layers),
         style_layers=names(style_layers, D.style_layers),
         style_layer_weights=floats(style_layer_weights, "style-layer-weights"),
         style_blend=floats(style_blend, "style-blend"), pooling=pooling,

@@ -4,7 +4,8 @@
 
 Prints, per clip, the masked warping error (vstyle.metrics, Lai et al. 2018) of each mode, its
 ratio to `--warm-start none` and to the input's own error (a record only: added texture inflates
-it, see FACTS.md), and the time per frame. Frames are measured before any lossy encoding.
+it, see FACTS.md), the same error between frames 4 apart (long-term consistency, flow straight
+from t-4 to t), and the time per frame. Frames are measured before any lossy encoding.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ MODES = [  # (label, options)
     ("flow + temporal loss 100", dict(warm_start="flow", temporal_weight=100.0)),
     # previous' budget: it stops after ~10 iterations (its loss flattens at once, smeared)
     ("default, <= 10 iterations", dict(warm_start="flow", temporal_weight=10.0, iterations=10)),
+    ("default + long-term 1,2,4", dict(warm_start="flow", temporal_weight=10.0,
+                                       temporal_frames=(1, 2, 4))),
 ]
 
 
@@ -52,13 +55,15 @@ def run(clip: Path, n: int, style: Path, settings: dict, work: Path) -> list[dic
         result = vstyle.stylize(clip, style, out, max_frames=n, **{**settings, **mode})
         seconds = time.perf_counter() - start
         size = media.fit_size(media.open_source(clip).size, settings["size"])
-        outputs = (media.load_image(p) for p in sorted(out.iterdir()))
-        inputs = media.open_source(clip, n).frames(size)
+        outputs = [media.load_image(p) for p in sorted(out.iterdir())]
+        inputs = list(media.open_source(clip, n).frames(size))
         c = metrics.consistency(inputs, outputs)
+        long_term = metrics.consistency(inputs, outputs, gap=4)["warping_error"]
         later = result.frames[1:] or result.frames
         its = np.mean([f["iterations"] for f in later])
         style_loss = np.mean([f["parts"]["style"] for f in later])  # the price of steadiness
         rows.append(dict(mode=label, error=c["warping_error"], input=c["input_warping_error"],
+                         long_term=long_term,
                          s_per_frame=seconds / n, its=its, style=style_loss))
     none = rows[0]["error"]
     for row in rows:
@@ -89,11 +94,12 @@ def main() -> None:
         for name, clip, n in clips(args.frames):
             rows = run(clip, n, args.style, settings, Path(tmp))
             print(f"\n{name}, {n} frames (input's own warping error {rows[0]['input']:.5f})")
-            print(f"| {'warm start':<24} | warping error | vs none | vs input | s/frame | it/frame | style loss |")
-            print(f"|{'-' * 26}|---------------|---------|----------|---------|----------|------------|")
+            print(f"| {'warm start':<26} | warping error | vs none | vs input | 4 frames apart | s/frame | it/frame | style loss |")
+            print(f"|{'-' * 28}|---------------|---------|----------|----------------|---------|----------|------------|")
             for r in rows:
-                print(f"| {r['mode']:<24} | {r['error']:13.5f} | {r['vs_none']:7.2f} | "
-                      f"{r['error'] / r['input']:8.2f} | {r['s_per_frame']:7.2f} | {r['its']:8.1f} | {r['style']:10.3g} |")
+                print(f"| {r['mode']:<26} | {r['error']:13.5f} | {r['vs_none']:7.2f} | "
+                      f"{r['error'] / r['input']:8.2f} | {r['long_term']:14.5f} | "
+                      f"{r['s_per_frame']:7.2f} | {r['its']:8.1f} | {r['style']:10.3g} |")
 
 
 if __name__ == "__main__":

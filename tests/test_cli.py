@@ -216,7 +216,9 @@ for flag, value, message in [
         ("--style-weight", "nan", "--style-weight must be a finite number >= 0 (got nan)"),
         ("--content-weight", "-1", "--content-weight must be a finite number >= 0 (got -1.0)"),
         ("--fps", "0", "--fps must be a finite number > 0 (got 0.0)"),
-        ("--max-frames", "0", "--max-frames must be at least 1 (got 0)")]:
+        ("--max-frames", "0", "--max-frames must be at least 1 (got 0)"),
+        ("--temporal-frames", "1,0", "--temporal-frames must be frame gaps of 1 or more"),
+        ("--temporal-frames", "1,two", "--temporal-frames '1,two' is not a comma-separated list")]:
     bad(f"{flag} {value}", message)(
         lambda d, flag=flag, value=value: ["clip.mp4", "style.png", "-o", "out.gif", flag, value])
 

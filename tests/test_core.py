@@ -14,6 +14,7 @@ from vstyle import VStyleError, losses
 from vstyle.flow import FlowEstimator, Warp
 from vstyle.optimize import Stylizer, to_tensor
 from vstyle.options import Options
+from vstyle.video import warm_start
 from vstyle.vgg import VGGFeatures, layer_names, load_features
 
 pytestmark = pytest.mark.filterwarnings("ignore::vstyle.VStyleWarning")
@@ -184,6 +185,26 @@ def test_carrying_a_result_along_the_flow_keeps_its_strokes_sharp():
     def detail(image):  # energy of the horizontal differences, away from the border
         return np.diff(image[8:-8, 8:-8].astype(float), axis=1).std()
     assert detail(cubic) > 1.5 * detail(linear)
+
+
+def test_long_term_targets_hold_each_pixel_by_the_nearest_frame_that_sees_it():
+    # The right half is occluded in frame t-1 but visible in t-2 and t-4: only t-2 holds it.
+    xs, ys = np.meshgrid(np.arange(8, dtype=np.float32), np.arange(6, dtype=np.float32))
+    left = np.zeros((6, 8), np.float32)
+    left[:, :4] = 1
+    ones = np.ones((6, 8), np.float32)
+    warps = {1: Warp(xs, ys, left, left), 2: Warp(xs, ys, ones, ones), 4: Warp(xs, ys, ones, ones)}
+    earlier = {j: np.full((6, 8, 3), 40 * j, np.uint8) for j in (1, 2, 4)}
+    content = np.full((6, 8, 3), 200, np.uint8)
+    o = Options(temporal_frames=(1, 2, 4), temporal_weight=10.0)
+    init, targets = warm_start(content, earlier, warps, o, torch.device("cpu"))
+    assert [t.weight for t in targets] == [10.0, 10.0, 10.0]
+    masks = [t.mask[0, 0].numpy() for t in targets]
+    assert (masks[0] == left).all() and (masks[1] == 1 - left).all() and (masks[2] == 0).all()
+    assert (targets[1].warped * 255).round().unique().tolist() == [80]  # frame t-2's result
+    # the start: t-1's result where it is visible, the content where it is not
+    assert (init[0, :, :, :4] * 255).round().unique().tolist() == [40]
+    assert (init[0, :, :, 4:] * 255).round().unique().tolist() == [200]
 
 
 def test_lbfgs_solves_a_badly_scaled_problem_and_refuses_wild_steps():

@@ -105,7 +105,9 @@ def test_real_clip_yuv444_with_audio(style, tmp_path):
     assert media.gif_info(gif)[0] == 6
 
 
-def test_interrupted_run_resumes_without_a_seam(clip, style, tmp_path):
+@pytest.mark.parametrize("gaps", [(1,), (1, 2, 4)], ids=["short-term", "long-term"])
+def test_interrupted_run_resumes_without_a_seam(clip, style, tmp_path, gaps):
+    # long-term: the resumed frames 4-6 need the results of frames 1-3 back from the work folder
     full = tmp_path / "full"
     out, work = tmp_path / "out", tmp_path / "work"
 
@@ -114,12 +116,13 @@ def test_interrupted_run_resumes_without_a_seam(clip, style, tmp_path):
             raise KeyboardInterrupt
     with pytest.raises(vstyle.Interrupted, match="run the same command again"):
         vstyle.stylize(clip, style, out, max_frames=6, work_dir=work, on_event=stop_after_three,
-                       **TINY)
+                       temporal_frames=gaps, **TINY)
     assert not out.exists() and sorted(p.name for p in work.glob("*.png")) == \
         ["00001.png", "00002.png", "00003.png"]
 
-    first = vstyle.stylize(clip, style, full, max_frames=6, **TINY)  # (the same again)
-    result = vstyle.stylize(clip, style, out, max_frames=6, work_dir=work, **TINY)
+    first = vstyle.stylize(clip, style, full, max_frames=6, temporal_frames=gaps, **TINY)
+    result = vstyle.stylize(clip, style, out, max_frames=6, work_dir=work, temporal_frames=gaps,
+                            **TINY)
     assert result.reused == 3 and not work.exists()
     # the figures of the frames from before the stop were kept with them
     assert result.consistency == pytest.approx(first.consistency, rel=1e-6)

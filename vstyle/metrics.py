@@ -9,6 +9,7 @@ itself is the floor: a result cannot be steadier than its source.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Iterable
 
 import numpy as np
@@ -26,27 +27,29 @@ def pair_error(warp: Warp, prev: np.ndarray, cur: np.ndarray) -> float:
 
 
 def warping_errors(inputs: Iterable[np.ndarray], outputs: Iterable[np.ndarray],
-                   flow: str = "dis") -> tuple[list[float], list[float]]:
-    """Per frame pair: (output's warping error, input's own), streaming through both clips.
+                   flow: str = "dis", gap: int = 1) -> tuple[list[float], list[float]]:
+    """Per frame pair (t - gap, t): (output's warping error, input's own), streaming through
+    both clips. gap > 1 measures long-term consistency (flow straight from t - gap to t).
 
     Inputs and outputs must be frames of the same size, in the same order.
     """
     estimator = FlowEstimator(flow)
     out_errors, in_errors = [], []
-    prev_in = prev_out = None
+    before: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=gap)
     for cur_in, cur_out in zip(inputs, outputs):
-        if prev_in is not None:
+        if len(before) == gap:
+            prev_in, prev_out = before[0]
             warp = estimator.warp(prev_in, cur_in)
             out_errors.append(pair_error(warp, prev_out, cur_out))
             in_errors.append(pair_error(warp, prev_in, cur_in))
-        prev_in, prev_out = cur_in, cur_out
+        before.append((cur_in, cur_out))
     return out_errors, in_errors
 
 
 def consistency(inputs: Iterable[np.ndarray], outputs: Iterable[np.ndarray],
-                flow: str = "dis") -> dict[str, float]:
+                flow: str = "dis", gap: int = 1) -> dict[str, float]:
     """The clip's figures: output warping error, the input's own, and their ratio."""
-    return summarize(*warping_errors(inputs, outputs, flow))
+    return summarize(*warping_errors(inputs, outputs, flow, gap))
 
 
 def summarize(out_errors: list[float], in_errors: list[float]) -> dict[str, float]:

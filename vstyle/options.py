@@ -39,6 +39,7 @@ class Options:
     # error ~60x below `none` while leaving the style loss within 2x of no temporal term; 100
     # cut it further but held the style back more.
     temporal_weight: float = 10.0
+    temporal_frames: tuple[int, ...] = (1,)  # frames back the temporal loss holds; 1,2,4: long-term
     content_layers: tuple[str, ...] = CONTENT_LAYERS
     style_layers: tuple[str, ...] = STYLE_LAYERS
     style_layer_weights: tuple[float, ...] | None = None  # None: 1 for every style layer
@@ -117,6 +118,9 @@ class Options:
             bad("lr", f"must be a finite number > 0 (got {self.lr})")
         if self.fps is not None and (not math.isfinite(self.fps) or self.fps <= 0):
             bad("fps", f"must be a finite number > 0 (got {self.fps})")
+        if not self.temporal_frames or min(self.temporal_frames) < 1:
+            bad("temporal_frames", f"must be frame gaps of 1 or more, e.g. 1,2,4 (got "
+                f"{','.join(map(str, self.temporal_frames))})")
         if self.max_frames is not None and self.max_frames < 1:
             bad("max_frames", f"must be at least 1 (got {self.max_frames})")
         if not 0 <= self.crf <= 51:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import queue
+from collections import deque
 from contextlib import closing
 import threading
 import time
@@ -154,21 +155,24 @@ def run_frames(source: media.Source, style_images: list[np.ndarray], options: Op
 
 def stylize_frames(frames: Iterator, n: int, style_images: list[np.ndarray], options: Options,
                    size: tuple[int, int], work: WorkDir, emit: OnEvent) -> None:
-    """The loop over (content frame, warp from the frame before) pairs."""
+    """The loop over (content frame, warps from earlier frames) pairs."""
     first_content, _ = next(frames)
     styles = [fit_style(s, options, size, first_content) for s in style_images]
     stylizer = Stylizer(styles, options)
     device = stylizer.device
-    first_result = prev_result = prev_content = None
-    for t, (content_img, warp) in enumerate(_chain(first_content, None, frames)):
+    keep = max(temporal_gaps(options))
+    recent: dict[int, np.ndarray] = {}  # frame index -> result, for the last `keep` frames
+    first_result = prev_content = None
+    for t, (content_img, warps) in enumerate(_chain(first_content, {}, frames)):
         previous_content, prev_content = prev_content, content_img
         content = to_tensor(content_img, device)
         if t == 0:
             stylizer.calibrate(content, stylizer.initial(content))
         if t < work.done:  # finished in an earlier run: reuse, keep what later frames need
-            if t == work.done - 1 or (t == 0 and options.loop):
+            if t >= work.done - keep or (t == 0 and options.loop):
                 loaded = work.load(t)
-                prev_result = loaded if t == work.done - 1 else prev_result
+                if t >= work.done - keep:
+                    recent[t] = loaded
                 first_result = loaded if t == 0 else first_result
             continue
         emit(Event("frame", frame=t + 1, n_frames=n))
@@ -180,7 +184,8 @@ def stylize_frames(frames: Iterator, n: int, style_images: list[np.ndarray], opt
         if t == 0:
             result, stats = first_frame(stylizer, content, options, size, on_step)
         else:
-            init, temporal = warm_start(content_img, prev_result, warp, options, device)
+            earlier = {j: recent[t - j] for j in temporal_gaps(options) if t - j in recent}
+            init, temporal = warm_start(content_img, earlier, warps, options, device)
             if options.loop and t >= n - loop_frames(n):
                 temporal += loop_targets(t, n, content_img, first_content, first_result,
                                          options, device)
@@ -190,18 +195,20 @@ def stylize_frames(frames: Iterator, n: int, style_images: list[np.ndarray], opt
         if options.preserve_colors:
             image = keep_chroma(image, content_img)
         record = asdict(stats)
-        if warp is not None:  # the consistency figures come almost free with the warp
-            record["warping_error"] = metrics.pair_error(warp, prev_result, image)
-            record["input_warping_error"] = metrics.pair_error(warp, previous_content, content_img)
+        if 1 in warps:  # the consistency figures come almost free with the warp
+            record["warping_error"] = metrics.pair_error(warps[1], recent[t - 1], image)
+            record["input_warping_error"] = metrics.pair_error(warps[1], previous_content,
+                                                               content_img)
         work.save(t, image, record)
         emit(Event("frame", frame=t + 1, n_frames=n, stats=stats))
-        prev_result = image
+        recent[t] = image
+        recent.pop(t - keep, None)
         if t == 0:
             first_result = image
 
 
-def _chain(first, warp, rest: Iterator) -> Iterator:
-    yield first, warp
+def _chain(first, warps, rest: Iterator) -> Iterator:
+    yield first, warps
     yield from rest
 
 
@@ -223,31 +230,48 @@ def first_frame(stylizer: Stylizer, content: torch.Tensor, options: Options,
     return x, total
 
 
-def warm_start(content_img: np.ndarray, prev_result: np.ndarray, warp: Warp | None,
+def warm_start(content_img: np.ndarray, earlier: dict[int, np.ndarray], warps: dict[int, Warp],
                options: Options, device) -> tuple[torch.Tensor, list[TemporalTarget]]:
     """Frame t's starting point and temporal targets, from frame t-1's result.
 
     none: its own content. previous: the previous result as it is. flow: the previous result
     moved along the optical flow; where the warp cannot fill in (disocclusions, borders) the
     content frame does. The temporal term holds only the reliable pixels (not motion
-    boundaries either).
+    boundaries either). `earlier` and `warps` are keyed by how many frames back (1: t-1).
+
+    Long-term targets (--temporal-frames 1,2,4; Ruder et al.): each pixel is held by the
+    nearest earlier result that the flow says it can be traced to, so a region hidden for a
+    frame or two comes back as it was painted instead of being painted anew.
     """
     if options.warm_start == "none":
         return to_tensor(content_img, device), []
+    warp = warps.get(1)
     if options.warm_start == "previous" or warp is None:
-        return to_tensor(prev_result, device), []
-    warped = warp.carry(prev_result)
+        return to_tensor(earlier[1], device), []
+    warped = warp.carry(earlier[1])
     mask = warp.filled[..., None]
     init = (mask * warped + (1 - mask) * content_img).round().astype(np.uint8)
     temporal = []
     if options.temporal_weight > 0:
-        temporal.append(TemporalTarget(to_tensor(warped, device), mask_tensor(warp, device),
-                                       options.temporal_weight))
+        held = np.zeros_like(warp.reliable)  # pixels a nearer frame already holds
+        for j in sorted(set(warps) & set(earlier)):
+            target = warped if j == 1 else warps[j].carry(earlier[j])
+            mask_j = warps[j].reliable * (1 - held)
+            held = np.maximum(held, warps[j].reliable)
+            temporal.append(TemporalTarget(to_tensor(target, device), mask_tensor(mask_j, device),
+                                           options.temporal_weight))
     return to_tensor(init, device), temporal
 
 
-def mask_tensor(warp: Warp, device) -> torch.Tensor:
-    return torch.from_numpy(warp.reliable).to(device)[None, None]
+def mask_tensor(mask: np.ndarray, device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(mask, np.float32)).to(device)[None, None]
+
+
+def temporal_gaps(options: Options) -> list[int]:
+    """How many frames back the temporal loss looks (always 1: the warm start's frame)."""
+    if options.warm_start != "flow" or options.temporal_weight == 0:
+        return [1]
+    return sorted(set(options.temporal_frames) | {1})
 
 
 # Loop closing: the last few frames are also pulled towards frame 1's result, moved along the
@@ -266,20 +290,24 @@ def loop_targets(t: int, n: int, content_img: np.ndarray, first_content: np.ndar
     ramp = (t - (n - k) + 1) / k  # 1/k ... 1 on the last frame
     warp = FlowEstimator(options.flow).warp(first_content, content_img)
     weight = (options.temporal_weight or LOOP_WEIGHT) * ramp
-    return [TemporalTarget(to_tensor(warp.carry(first_result), device), mask_tensor(warp, device),
-                           weight)]
+    return [TemporalTarget(to_tensor(warp.carry(first_result), device),
+                           mask_tensor(warp.reliable, device), weight)]
 
 
 def with_warps(frames: Iterable[np.ndarray], options: Options, done: int = 0
-               ) -> Iterator[tuple[np.ndarray, Warp | None]]:
-    """Pair each frame with the warp from the frame before (computed once per pair, only when
-    the warm start uses it, and not for the `done` frames an earlier run finished)."""
+               ) -> Iterator[tuple[np.ndarray, dict[int, Warp]]]:
+    """Pair each frame with the warps from the frames the temporal loss looks back to, keyed
+    by how many frames back (computed once per pair, only when the warm start uses them, and
+    not for the `done` frames an earlier run finished)."""
     estimator = FlowEstimator(options.flow) if options.warm_start == "flow" else None
-    prev = None
+    gaps = temporal_gaps(options)
+    history: deque[np.ndarray] = deque(maxlen=max(gaps))  # the frames before, newest last
     for t, frame in enumerate(frames):
-        needed = estimator is not None and prev is not None and t >= done
-        yield frame, estimator.warp(prev, frame) if needed else None
-        prev = frame
+        warps = {}
+        if estimator is not None and t >= done:
+            warps = {j: estimator.warp(history[-j], frame) for j in gaps if j <= len(history)}
+        yield frame, warps
+        history.append(frame)
 
 
 def prefetch(items: Iterator, depth: int = 2) -> Iterator:
