@@ -30,17 +30,19 @@ class LBFGS:
         """-H g by the two-loop recursion over the stored pairs."""
         if not self.pairs:
             return -g * (self.first_step / g.abs().max().clamp_min(1e-30))
+        # The coefficients stay on the device: a float() here would wait for the GPU twice per
+        # stored pair, every iteration.
         q = g.clone()
         alphas = []
         for s, y, rho in reversed(self.pairs):
             a = rho * torch.dot(s, q)
-            q.sub_(y, alpha=float(a))
+            q.sub_(y * a)
             alphas.append(a)
         s, y, rho = self.pairs[-1]
         q.mul_(1.0 / (rho * torch.dot(y, y)))  # initial Hessian scale s.y / y.y
         for (s, y, rho), a in zip(self.pairs, reversed(alphas)):
             b = rho * torch.dot(y, q)
-            q.add_(s, alpha=float(a - b))
+            q.add_(s * (a - b))
         return -q * self.lr
 
     def remember(self, s: torch.Tensor, y: torch.Tensor) -> None:
