@@ -29,24 +29,17 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 D = Options()  # the defaults, shown in --help
 
 
-def floats(text: Optional[str], name: str) -> Optional[tuple[float, ...]]:
+def numbers(text: Optional[str], name: str, cast=float, example: str = "0.7,0.3"
+            ) -> Optional[tuple]:
+    """A comma-separated option ("0.7,0.3", "1,2,4"), or None when not given."""
     if text is None:
         return None
     try:
-        return tuple(float(v) for v in text.split(","))
+        return tuple(cast(v) for v in text.split(","))
     except ValueError:
-        raise vstyle.VStyleError(f"--{name} {text!r} is not a comma-separated list of numbers, "
-                                 "e.g. 0.7,0.3") from None
-
-
-def ints(text: Optional[str], default: tuple[int, ...], name: str) -> tuple[int, ...]:
-    if text is None:
-        return default
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise vstyle.VStyleError(f"--{name} {text!r} is not a comma-separated list of whole "
-                                 "numbers, e.g. 1,2,4") from None
+        kind = "whole numbers" if cast is int else "numbers"
+        raise vstyle.VStyleError(f"--{name} {text!r} is not a comma-separated list of {kind}, "
+                                 f"e.g. {example}") from None
 
 
 def names(text: Optional[str], default: tuple[str, ...]) -> tuple[str, ...]:
@@ -131,11 +124,12 @@ def main_command(
         first_iterations=first_iterations, min_iterations=min_iterations, tol=tol,
         content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
         temporal_weight=temporal_weight,
-        temporal_frames=ints(temporal_frames, D.temporal_frames, "temporal-frames"),
+        temporal_frames=numbers(temporal_frames, "temporal-frames", int, "1,2,4")
+        or D.temporal_frames,
         content_layers=names(content_layers, D.content_layers),
         style_layers=names(style_layers, D.style_layers),
-        style_layer_weights=floats(style_layer_weights, "style-layer-weights"),
-        style_blend=floats(style_blend, "style-blend"), pooling=pooling,
+        style_layer_weights=numbers(style_layer_weights, "style-layer-weights"),
+        style_blend=numbers(style_blend, "style-blend"), pooling=pooling,
         preserve_colors=preserve_colors, scales=scales, optimizer=optimizer, lr=lr, init=init,
         warm_start=warm_start, flow=flow, loop=loop, device=device, precision=precision,
         weights=weights, seed=seed,
