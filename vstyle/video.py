@@ -164,7 +164,7 @@ def stylize_frames(frames: Iterator, n: int, style_images: list[np.ndarray], opt
     recent: dict[int, np.ndarray] = {}  # frame index -> result, for the last `keep` frames
     first_result = prev_content = None
     for t, (content_img, warps) in enumerate(_chain(first_content, {}, frames)):
-        previous_content, prev_content = prev_content, content_img
+        content_before, prev_content = prev_content, content_img  # frame t-1's, frame t's
         content = to_tensor(content_img, device)
         if t == 0:
             stylizer.calibrate(content, stylizer.initial(content))
@@ -197,7 +197,7 @@ def stylize_frames(frames: Iterator, n: int, style_images: list[np.ndarray], opt
         record = asdict(stats)
         if 1 in warps:  # the consistency figures come almost free with the warp
             record["warping_error"] = metrics.pair_error(warps[1], recent[t - 1], image)
-            record["input_warping_error"] = metrics.pair_error(warps[1], previous_content,
+            record["input_warping_error"] = metrics.pair_error(warps[1], content_before,
                                                                content_img)
         work.save(t, image, record)
         emit(Event("frame", frame=t + 1, n_frames=n, stats=stats))
