@@ -35,24 +35,22 @@ import torch  # noqa: E402
 
 import vstyle  # noqa: E402
 from vstyle import losses, media  # noqa: E402
+from torch import nn  # noqa: E402
 from vstyle.optimize import Stylizer, to_tensor  # noqa: E402
 from vstyle.options import Options  # noqa: E402
-from vstyle.vgg import layer_names  # noqa: E402
-
-VGG_CONVS = [(3, 64), (64, 64), (64, 128), (128, 128), (128, 256)] + [(256, 256)] * 3 + \
-    [(256, 512)] + [(512, 512)] * 7
+from vstyle.vgg import layer_names, vgg19_features  # noqa: E402
+from vstyle.video import fit_style  # noqa: E402
 
 
 def vgg_flops(size: tuple[int, int], last_layer: str = "conv5_1") -> float:
     """FLOPs of one forward + backward-to-the-pixels pass (~2x the forward's 2*MACs)."""
     w, h = size
-    flops, conv = 0.0, 0
-    for name in layer_names()[: layer_names().index(last_layer) + 1]:
-        if name.startswith("conv"):
-            cin, cout = VGG_CONVS[conv]
-            flops += 2 * cin * cout * 9 * w * h
-            conv += 1
-        elif name.startswith("pool"):
+    flops = 0.0
+    layers = list(vgg19_features(init=False))[: layer_names().index(last_layer) + 1]
+    for layer in layers:
+        if isinstance(layer, nn.Conv2d):
+            flops += 2 * layer.in_channels * layer.out_channels * 9 * w * h
+        elif isinstance(layer, nn.MaxPool2d):
             w, h = w // 2, h // 2
     return 2 * flops
 
@@ -105,7 +103,7 @@ def evaluate(evaluator: Stylizer, image: np.ndarray, content: np.ndarray) -> flo
                      evaluator.options.tv_weight * losses.tv_loss(x).sum())
 
 
-def run_vstyle(clip: Path, style_path: Path, n: int, o: Options, work: Path) -> tuple[list, float]:
+def run_vstyle(clip: Path, style_path: Path, n: int, o: Options, work: Path) -> list[dict]:
     """Run the real pipeline; per frame: seconds, iterations and the loss after each iteration."""
     frames: list[dict] = []
     clock = [time.perf_counter()]
@@ -116,14 +114,12 @@ def run_vstyle(clip: Path, style_path: Path, n: int, o: Options, work: Path) -> 
             clock[0] = time.perf_counter()
         elif e.kind == "step":
             frames[-1]["curve"].append((time.perf_counter() - clock[0], e.loss))
-    start = time.perf_counter()
     vstyle.stylize(clip, style_path, work, o, max_frames=n, on_event=on_event)
-    total = time.perf_counter() - start
     images = [media.load_image(p) for p in sorted(work.iterdir())]
     for f, image in zip(frames, images):
         f["image"], f["iterations"] = image, len(f["curve"])
         f["seconds"] = f["curve"][-1][0] if f["curve"] else 0.0
-    return frames, total
+    return frames
 
 
 def time_to_reach(curve: list[tuple[float, float]], target: float) -> float | None:
@@ -133,7 +129,7 @@ def time_to_reach(curve: list[tuple[float, float]], target: float) -> float | No
     return None
 
 
-def memory_row(frames: int, quick: bool) -> float:
+def memory_row(frames: int) -> float:
     """Peak RSS (MiB) of a whole run over a generated `frames`-frame 64 px clip."""
     code = f"""
 import resource, sys, tempfile, warnings
@@ -177,8 +173,7 @@ def main() -> None:
     source = media.open_source(args.clip, args.frames)
     size = media.fit_size(source.size, args.size)
     contents = list(source.frames(size))
-    style = media.resize(media.load_image(args.style),
-                         media.fit_size(media.load_image(args.style).shape[1::-1], args.size))
+    style = fit_style(media.load_image(args.style), base, size, contents[0])
     evaluator = Stylizer([style], base.replace(precision="fp32"))  # judge every row in fp32
     evaluator.calibrate(to_tensor(contents[0], evaluator.device),
                         to_tensor(contents[0], evaluator.device))
@@ -208,7 +203,7 @@ def main() -> None:
         for i, (label, changes) in enumerate(variants):
             o = base.replace(**changes)
             reset_peak(device)
-            frames, _ = run_vstyle(args.clip, args.style, args.frames, o, Path(tmp) / f"v{i}")
+            frames = run_vstyle(args.clip, args.style, args.frames, o, Path(tmp) / f"v{i}")
             finals = [evaluate(evaluator, f["image"], c) for f, c in zip(frames, contents)]
             row = summary(label, frames, finals, targets, flops, device)
             rows.append(row)
@@ -229,7 +224,7 @@ def main() -> None:
               f"{r['tflops']} | {r['peak']} | {r['loss']:.4f} | {reach_text}{partial} | "
               f"{speedup} |")
     if args.memory:
-        short, long = memory_row(20, args.quick), memory_row(200 if args.quick else 2000, args.quick)
+        short, long = memory_row(20), memory_row(200 if args.quick else 2000)
         print(f"\npeak RSS at 48 px: 20 frames {short:.0f} MiB, "
               f"{200 if args.quick else 2000} frames {long:.0f} MiB")
     if args.json:
@@ -255,7 +250,7 @@ def summary(label: str, frames: list[dict], finals: list[float], targets: list[f
             flops: float, device: torch.device) -> dict:
     seconds = sum(f["seconds"] for f in frames)
     its = sum(f["iterations"] for f in frames)
-    reach, reached = None, None
+    reached = None
     if "curve" in frames[0]:
         # frame 1 has no warm start in any mode; the claim is about the frames after it
         times = [time_to_reach(f["curve"], t) for f, t in zip(frames, targets)]

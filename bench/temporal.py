@@ -49,15 +49,16 @@ def clips(frames: int) -> list[tuple[str, Path, int]]:
 
 def run(clip: Path, n: int, style: Path, settings: dict, work: Path) -> list[dict]:
     rows = []
+    source = media.open_source(clip, n)
+    inputs = list(source.frames(media.fit_size(source.size, settings["size"])))
     for label, mode in MODES:
         out = work / f"{label.replace(' ', '_')}"
         start = time.perf_counter()
         result = vstyle.stylize(clip, style, out, max_frames=n, **{**settings, **mode})
         seconds = time.perf_counter() - start
-        size = media.fit_size(media.open_source(clip).size, settings["size"])
         outputs = [media.load_image(p) for p in sorted(out.iterdir())]
-        inputs = list(media.open_source(clip, n).frames(size))
-        c = metrics.consistency(inputs, outputs)
+        # flow runs measured themselves as they went (the same metric); the others are measured here
+        c = result.consistency or metrics.consistency(inputs, outputs)
         long_term = metrics.consistency(inputs, outputs, gap=4)["warping_error"]
         later = result.frames[1:] or result.frames
         its = np.mean([f["iterations"] for f in later])

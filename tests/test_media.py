@@ -77,12 +77,12 @@ def shared(name: str) -> Path:
 
 def test_timing_sliced_and_for_output():
     timing = Timing(1000 * 3 / 100, [20, 30, 50], loop=2)
-    first = timing.sliced(2)
+    first = timing.sliced(0, 2)
     assert first.durations_ms == [20, 30] and first.fps == pytest.approx(40.0) and first.loop == 2
     uniform = timing.for_output(12.5)
     assert uniform.durations_ms is None and uniform.fps == 12.5 and uniform.loop == 2
     assert timing.for_output(None) is timing
-    assert Timing(24.0, None).sliced(5).fps == 24.0
+    assert Timing(24.0, None).sliced(0, 5).fps == 24.0
 
 
 def test_fit_size_and_resize():

@@ -3,14 +3,14 @@
 Warm starts are sequential, so work is split by input or by chunk, never by frame. A chunk starts
 `OVERLAP` frames early, so the first frame it keeps is warm-started like any other, and over those
 frames the previous chunk's results fade into its own (chunks start from different points and
-settle on different brush strokes: a hard cut measured ~30x the warping error inside a chunk). Every job writes through `video.stylize`, so each one resumes from
-its own work folder when the batch is run again.
+settle on different brush strokes: a hard cut measured ~30x the warping error inside a chunk).
+Every job writes through `video.stylize`, so each one resumes from its own work folder when the
+batch is run again.
 """
 
 from __future__ import annotations
 
 import shutil
-import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +22,7 @@ from . import media
 from .errors import VStyleError
 from .options import Options
 from .video import Interrupted, default_work_dir, stylize
+from .workdir import read_frame
 
 OVERLAP = 8  # frames a chunk starts early (and fades in over)
 
@@ -39,10 +40,13 @@ class Outcome:
     input: Path
     output: Path
     status: str  # "done" | "skipped" | "failed"
-    seconds: float = 0.0
     frames: int = 0
     error: str = ""
-    chunks: list[Job] = field(default_factory=list)
+    jobs: list[Job] = field(default_factory=list)  # the input as one job, or its chunks
+
+    @property
+    def chunked(self) -> bool:
+        return bool(self.jobs) and self.jobs[0].frame_range is not None
 
 
 def expand_inputs(items: Iterable[str | Path]) -> list[Path]:
@@ -82,8 +86,8 @@ def chunk_jobs(input: Path, output: Path, n_frames: int, chunk: int) -> list[Job
 
 def run_job(job: Job, styles: list[Path], options: Options) -> tuple[str, int, str]:
     """Stylize one input or chunk; a user error becomes a result, not an exception."""
-    if job.frame_range and job.output.is_dir() and not default_work_dir(job.output).exists():
-        return "done", len(list(job.output.iterdir())), ""  # a chunk finished in an earlier run
+    if job.frame_range and finished(job.output):
+        return "done", len(list(job.output.iterdir())), ""  # a chunk from an earlier run
     try:
         result = stylize(job.input, styles, job.output, options, frame_range=job.frame_range)
         return "done", result.n_frames, ""
@@ -116,12 +120,12 @@ def joined_frames(chunks: list[Job]) -> Iterable[np.ndarray]:
         files = sorted(job.output.iterdir())
         for k, (old, new) in enumerate(zip(held, files[:job.keep_from])):
             w = (k + 1) / (job.keep_from + 1)
-            mixed = (1 - w) * media.load_image(old) + w * media.load_image(new)
+            mixed = (1 - w) * read_frame(old) + w * read_frame(new)
             yield mixed.round().astype(np.uint8)
         kept = files[job.keep_from:]
         next_overlap = chunks[i + 1].keep_from if i + 1 < len(chunks) else 0
         cut = len(kept) - next_overlap
-        yield from (media.load_image(f) for f in kept[:cut])
+        yield from (read_frame(f) for f in kept[:cut])
         held = kept[cut:]
 
 
@@ -133,8 +137,8 @@ def plan(inputs: list[Path], styles: list[Path], outdir: Path, options: Options,
         output = output_for(input, styles, outdir)
         outcome = Outcome(input, output, "pending")
         outcomes.append(outcome)
-        if output.exists() and not default_work_dir(output).exists():
-            outcome.status = "skipped"  # finished in an earlier run
+        if finished(output):
+            outcome.status = "skipped"
             continue
         try:
             source = media.open_source(input, options.max_frames)
@@ -142,11 +146,16 @@ def plan(inputs: list[Path], styles: list[Path], outdir: Path, options: Options,
             outcome.status, outcome.error = "failed", str(e)
             continue
         if chunk_frames and source.kind in ("video", "gif") and source.n_frames > chunk_frames:
-            outcome.chunks = chunk_jobs(input, output, source.n_frames, chunk_frames)
-            jobs += outcome.chunks
+            outcome.jobs = chunk_jobs(input, output, source.n_frames, chunk_frames)
         else:
-            jobs.append(Job(input, output))
+            outcome.jobs = [Job(input, output)]
+        jobs += outcome.jobs
     return outcomes, jobs
+
+
+def finished(output: Path) -> bool:
+    """Written by an earlier run: the output exists and no work folder waits beside it."""
+    return output.exists() and not default_work_dir(output).exists()
 
 
 OnDone = Callable[[Job, str, int, str], None]
@@ -162,7 +171,6 @@ def run_batch(inputs: list[Path], styles: list[Path], outdir: Path, options: Opt
     outcomes, jobs = plan(inputs, styles, outdir, options, chunk_frames)
     if on_plan:
         on_plan(len(jobs))
-    start = time.perf_counter()
     runner = _run_ray if use_ray else _run_local
     results: dict[int, tuple[str, int, str]] = {}
     for index, result in runner(jobs, styles, options, workers, ray_address):
@@ -173,19 +181,18 @@ def run_batch(inputs: list[Path], styles: list[Path], outdir: Path, options: Opt
     for outcome in outcomes:
         if outcome.status != "pending":
             continue
-        parts = outcome.chunks or [j for j in jobs if j.output == outcome.output]
-        failed = [by_job[id(j)][2] for j in parts if by_job[id(j)][0] == "failed"]
+        parts = [by_job[id(j)] for j in outcome.jobs]
+        failed = [error for status, _, error in parts if status == "failed"]
         if failed:
             outcome.status, outcome.error = "failed", failed[0]
-        elif outcome.chunks:
+        elif outcome.chunked:
             try:
-                outcome.frames = join_chunks(outcome.input, outcome.output, outcome.chunks, options)
+                outcome.frames = join_chunks(outcome.input, outcome.output, outcome.jobs, options)
                 outcome.status = "done"
             except VStyleError as e:
                 outcome.status, outcome.error = "failed", str(e)
         else:
-            outcome.status, outcome.frames = "done", by_job[id(parts[0])][1]
-        outcome.seconds = time.perf_counter() - start
+            outcome.status, outcome.frames = "done", parts[0][1]
     return outcomes
 
 

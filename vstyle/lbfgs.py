@@ -36,13 +36,13 @@ class LBFGS:
         alphas = []
         for s, y, rho in reversed(self.pairs):
             a = rho * torch.dot(s, q)
-            q.sub_(y * a)
+            q.addcmul_(y, a, value=-1)
             alphas.append(a)
         s, y, rho = self.pairs[-1]
         q.mul_(1.0 / (rho * torch.dot(y, y)))  # initial Hessian scale s.y / y.y
         for (s, y, rho), a in zip(self.pairs, reversed(alphas)):
             b = rho * torch.dot(y, q)
-            q.add_(s * (a - b))
+            q.addcmul_(s, a - b)
         return -q * self.lr
 
     def remember(self, s: torch.Tensor, y: torch.Tensor) -> None:

@@ -47,11 +47,11 @@ class Timing:
     durations_ms: list[int] | None  # per-frame durations (GIF input), else None
     loop: int = 0  # GIF loop count as ffmpeg's -loop: 0 = forever, -1 = play once (no loop block)
 
-    def sliced(self, n: int) -> "Timing":
-        """The timing of the first n frames."""
+    def sliced(self, start: int, end: int) -> "Timing":
+        """The timing of frames [start, end)."""
         if self.durations_ms is None:
             return Timing(self.fps, None, self.loop)
-        durations = self.durations_ms[:n]
+        durations = self.durations_ms[start:end]
         return Timing(1000 * len(durations) / max(sum(durations), 1), durations, self.loop)
 
     def for_output(self, fps_override: float | None) -> "Timing":
@@ -85,11 +85,8 @@ class Source:
     def window(self, start: int, end: int) -> "Source":
         """Frames [start, end) of this source, as a source of their own (without audio)."""
         end = min(end, self.n_frames)
-        durations = self.timing.durations_ms
-        timing = Timing(self.timing.fps, durations[start:end] if durations else None,
-                        self.timing.loop)
-        return replace(self, start=self.start + start, n_frames=end - start, timing=timing,
-                       has_audio=False)
+        return replace(self, start=self.start + start, n_frames=end - start,
+                       timing=self.timing.sliced(start, end), has_audio=False)
 
 
 # --- images --------------------------------------------------------------------------------------
@@ -176,7 +173,7 @@ def open_source(path: str | Path, max_frames: int | None = None) -> Source:
         supported = ", ".join(sorted(VIDEO_EXTS | IMAGE_EXTS | {".gif"}))
         raise VStyleError(f"input {path} has an unsupported extension: pass a folder or one of {supported}")
     if max_frames is not None and max_frames < source.n_frames:
-        source.n_frames, source.timing = max_frames, source.timing.sliced(max_frames)
+        source.n_frames, source.timing = max_frames, source.timing.sliced(0, max_frames)
     return source
 
 

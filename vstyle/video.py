@@ -160,21 +160,22 @@ def stylize_frames(frames: Iterator, n: int, style_images: list[np.ndarray], opt
     styles = [fit_style(s, options, size, first_content) for s in style_images]
     stylizer = Stylizer(styles, options)
     device = stylizer.device
-    keep = max(temporal_gaps(options))
+    gaps = temporal_gaps(options)
+    keep = max(gaps)
     recent: dict[int, np.ndarray] = {}  # frame index -> result, for the last `keep` frames
     first_result = prev_content = None
     for t, (content_img, warps) in enumerate(_chain(first_content, {}, frames)):
         content_before, prev_content = prev_content, content_img  # frame t-1's, frame t's
-        content = to_tensor(content_img, device)
         if t == 0:
-            stylizer.calibrate(content, stylizer.initial(content))
+            first = to_tensor(content_img, device)
+            stylizer.calibrate(first, stylizer.initial(first))
         if t < work.done:  # finished in an earlier run: reuse, keep what later frames need
-            if t >= work.done - keep or (t == 0 and options.loop):
-                loaded = work.load(t)
-                if t >= work.done - keep:
-                    recent[t] = loaded
-                first_result = loaded if t == 0 else first_result
+            if t >= work.done - keep:
+                recent[t] = work.load(t)
+            if t == 0 and options.loop:
+                first_result = recent[0] if 0 in recent else work.load(0)
             continue
+        content = to_tensor(content_img, device)
         emit(Event("frame", frame=t + 1, n_frames=n))
 
         def on_step(i: int, max_i: int, loss: float, t=t):
@@ -184,7 +185,7 @@ def stylize_frames(frames: Iterator, n: int, style_images: list[np.ndarray], opt
         if t == 0:
             result, stats = first_frame(stylizer, content, options, size, on_step)
         else:
-            earlier = {j: recent[t - j] for j in temporal_gaps(options) if t - j in recent}
+            earlier = {j: recent[t - j] for j in gaps if t - j in recent}
             init, temporal = warm_start(content_img, earlier, warps, options, device)
             if options.loop and t >= n - loop_frames(n):
                 temporal += loop_targets(t, n, content_img, first_content, first_result,

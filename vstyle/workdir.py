@@ -52,6 +52,14 @@ def _umask() -> int:
     return mask
 
 
+def read_frame(path: Path) -> np.ndarray:
+    """A stylized frame that vstyle wrote (PNG), as RGB uint8."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise VStyleError(f"work frame {path} is unreadable: run again with --restart")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
 class WorkDir:
     """`NNNNN.png` per finished frame, `frames.jsonl` with their stats, `manifest.json`."""
 
@@ -94,11 +102,7 @@ class WorkDir:
         self.done = max(self.done, index + 1)
 
     def load(self, index: int) -> np.ndarray:
-        image = cv2.imread(str(self.frame_path(index)), cv2.IMREAD_COLOR)
-        if image is None:
-            raise VStyleError(f"work frame {self.frame_path(index)} is unreadable: run again "
-                              "with --restart")
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        return read_frame(self.frame_path(index))
 
     def frames(self, n: int) -> Iterator[np.ndarray]:
         for i in range(n):
