@@ -196,15 +196,28 @@ def test_long_term_targets_hold_each_pixel_by_the_nearest_frame_that_sees_it():
     warps = {1: Warp(xs, ys, left, left), 2: Warp(xs, ys, ones, ones), 4: Warp(xs, ys, ones, ones)}
     earlier = {j: np.full((6, 8, 3), 40 * j, np.uint8) for j in (1, 2, 4)}
     content = np.full((6, 8, 3), 200, np.uint8)
+    content_before = np.full((6, 8, 3), 30, np.uint8)  # frame t-1's input: its result added 10
     o = Options(temporal_frames=(1, 2, 4), temporal_weight=10.0)
-    init, targets = warm_start(content, earlier, warps, o, torch.device("cpu"))
+    init, targets = warm_start(content, earlier, warps, o, torch.device("cpu"), content_before)
     assert [t.weight for t in targets] == [10.0, 10.0, 10.0]
     masks = [t.mask[0, 0].numpy() for t in targets]
     assert (masks[0] == left).all() and (masks[1] == 1 - left).all() and (masks[2] == 0).all()
     assert (targets[1].warped * 255).round().unique().tolist() == [80]  # frame t-2's result
-    # the start: t-1's result where it is visible, the content where it is not
+    # the start: t-1's result where it is visible; where it is not, the content plus what
+    # stylizing added at that place in frame t-1
     assert (init[0, :, :, :4] * 255).round().unique().tolist() == [40]
+    assert (init[0, :, :, 4:] * 255).round().unique().tolist() == [210]
+    init, _ = warm_start(content, earlier, warps, o, torch.device("cpu"))  # no t-1 input known
     assert (init[0, :, :, 4:] * 255).round().unique().tolist() == [200]
+
+
+def test_new_pixels_start_from_their_content_with_the_strokes_of_the_frame_before():
+    from vstyle.video import new_pixels
+    content = np.array([[[250, 5, 100]]], np.uint8)
+    before = np.array([[[100, 100, 100]]], np.uint8)  # frame t-1's input ...
+    result = np.array([[[120, 60, 100]]], np.uint8)  # ... and its result at the same place
+    assert new_pixels(content, result, before).tolist() == [[[255, 0, 100]]]  # kept in range
+    assert new_pixels(content, result, None).tolist() == [[[250, 5, 100]]]
 
 
 def test_lbfgs_solves_a_badly_scaled_problem_and_refuses_wild_steps():

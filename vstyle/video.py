@@ -186,7 +186,8 @@ def stylize_frames(frames: Iterator, n: int, style_images: list[np.ndarray], opt
             result, stats = first_frame(stylizer, content, options, size, on_step)
         else:
             earlier = {j: recent[t - j] for j in gaps if t - j in recent}
-            init, temporal = warm_start(content_img, earlier, warps, options, device)
+            init, temporal = warm_start(content_img, earlier, warps, options, device,
+                                        content_before)
             if options.loop and t >= n - loop_frames(n):
                 temporal += loop_targets(t, n, content_img, first_content, first_result,
                                          options, device)
@@ -232,13 +233,14 @@ def first_frame(stylizer: Stylizer, content: torch.Tensor, options: Options,
 
 
 def warm_start(content_img: np.ndarray, earlier: dict[int, np.ndarray], warps: dict[int, Warp],
-               options: Options, device) -> tuple[torch.Tensor, list[TemporalTarget]]:
+               options: Options, device, content_before: np.ndarray | None = None
+               ) -> tuple[torch.Tensor, list[TemporalTarget]]:
     """Frame t's starting point and temporal targets, from frame t-1's result.
 
     none: its own content. previous: the previous result as it is. flow: the previous result
-    moved along the optical flow; where the warp cannot fill in (disocclusions, borders) the
-    content frame does. The temporal term holds only the reliable pixels (not motion
-    boundaries either). `earlier` and `warps` are keyed by how many frames back (1: t-1).
+    moved along the optical flow; where the warp cannot fill in (disocclusions, borders) see
+    `new_pixels`. The temporal term holds only the reliable pixels (not motion boundaries
+    either). `earlier` and `warps` are keyed by how many frames back (1: t-1).
 
     Long-term targets (--temporal-frames 1,2,4; Ruder et al.): each pixel is held by the
     nearest earlier result that the flow says it can be traced to, so a region hidden for a
@@ -251,7 +253,8 @@ def warm_start(content_img: np.ndarray, earlier: dict[int, np.ndarray], warps: d
         return to_tensor(earlier[1], device), []
     warped = warp.carry(earlier[1])
     mask = warp.filled[..., None]
-    init = (mask * warped + (1 - mask) * content_img).round().astype(np.uint8)
+    fresh = new_pixels(content_img, earlier[1], content_before)
+    init = (mask * warped + (1 - mask) * fresh).round().astype(np.uint8)
     temporal = []
     if options.temporal_weight > 0:
         held = np.zeros_like(warp.reliable)  # pixels a nearer frame already holds
@@ -262,6 +265,18 @@ def warm_start(content_img: np.ndarray, earlier: dict[int, np.ndarray], warps: d
             temporal.append(TemporalTarget(to_tensor(target, device), mask_tensor(mask_j, device),
                                            options.temporal_weight))
     return to_tensor(init, device), temporal
+
+
+def new_pixels(content_img: np.ndarray, previous: np.ndarray,
+               content_before: np.ndarray | None) -> np.ndarray:
+    """Where pixels that frame t-1 did not show start: this frame's content plus the
+    stylization (result - content) that frame t-1 had at the same place. Strokes are there from
+    the first iteration, but the picture is this frame's own (no ghost of a moved object).
+    Measured against the bare content: fewer iterations, lower style loss and warping error."""
+    if content_before is None:
+        return content_img.astype(np.float32)
+    residual = previous.astype(np.float32) - content_before
+    return np.clip(content_img + residual, 0, 255)
 
 
 def mask_tensor(mask: np.ndarray, device) -> torch.Tensor:
