@@ -149,26 +149,27 @@ def manifest(source: media.Source, style_paths: list[Path], options: Options,
 def run_frames(source: media.Source, style_images: list[np.ndarray], options: Options,
                size: tuple[int, int], work: WorkDir, emit: OnEvent) -> None:
     """Stylize every frame not yet in the work folder, each warm-started from the one before."""
-    with closing(prefetch(with_warps(source.frames(size), options, work.done))) as frames:
-        stylize_frames(frames, source.n_frames, style_images, options, size, work, emit)
+    n = source.n_frames
+    with closing(prefetch(prepare(source.frames(size), n, options, work.done))) as frames:
+        stylize_frames(frames, n, style_images, options, size, work, emit)
 
 
-def stylize_frames(frames: Iterator, n: int, style_images: list[np.ndarray], options: Options,
-                   size: tuple[int, int], work: WorkDir, emit: OnEvent) -> None:
-    """The loop over (content frame, warps from earlier frames) pairs."""
-    first_content, _ = next(frames)
-    styles = [fit_style(s, options, size, first_content) for s in style_images]
+def stylize_frames(frames: Iterator[Prepared], n: int, style_images: list[np.ndarray],
+                   options: Options, size: tuple[int, int], work: WorkDir, emit: OnEvent) -> None:
+    """The loop over the prepared frames: optimize each, save it, keep what later ones need."""
+    first = next(frames)
+    styles = [fit_style(s, options, size, first.content) for s in style_images]
     stylizer = Stylizer(styles, options)
     device = stylizer.device
     gaps = temporal_gaps(options)
     keep = max(gaps)
     recent: dict[int, np.ndarray] = {}  # frame index -> result, for the last `keep` frames
-    first_result = prev_content = None
-    for t, (content_img, warps) in enumerate(_chain(first_content, {}, frames)):
-        content_before, prev_content = prev_content, content_img  # frame t-1's, frame t's
+    first_result = None
+    for t, frame in enumerate(_chain(first, frames)):
+        content_img, warps = frame.content, frame.warps
         if t == 0:
-            first = to_tensor(content_img, device)
-            stylizer.calibrate(first, stylizer.initial(first))
+            start = to_tensor(content_img, device)
+            stylizer.calibrate(start, stylizer.initial(start))
         if t < work.done:  # finished in an earlier run: reuse, keep what later frames need
             if t >= work.done - keep:
                 recent[t] = work.load(t)
@@ -187,10 +188,10 @@ def stylize_frames(frames: Iterator, n: int, style_images: list[np.ndarray], opt
         else:
             earlier = {j: recent[t - j] for j in gaps if t - j in recent}
             init, temporal = warm_start(content_img, earlier, warps, options, device,
-                                        content_before)
-            if options.loop and t >= n - loop_frames(n):
-                temporal += loop_targets(t, n, content_img, first_content, first_result,
-                                         options, device)
+                                        frame.before)
+            if frame.loop_warp is not None:
+                temporal.append(loop_target(t, n, frame.loop_warp, first_result, options,
+                                            device))
             result, stats = stylizer.stylize(content, init, options.iterations, temporal,
                                              on_step)
         image = to_image(result)
@@ -199,8 +200,7 @@ def stylize_frames(frames: Iterator, n: int, style_images: list[np.ndarray], opt
         record = asdict(stats)
         if 1 in warps:  # the consistency figures come almost free with the warp
             record["warping_error"] = metrics.pair_error(warps[1], recent[t - 1], image)
-            record["input_warping_error"] = metrics.pair_error(warps[1], content_before,
-                                                               content_img)
+            record["input_warping_error"] = frame.input_error
         work.save(t, image, record)
         emit(Event("frame", frame=t + 1, n_frames=n, stats=stats))
         recent[t] = image
@@ -209,8 +209,8 @@ def stylize_frames(frames: Iterator, n: int, style_images: list[np.ndarray], opt
             first_result = image
 
 
-def _chain(first, warps, rest: Iterator) -> Iterator:
-    yield first, warps
+def _chain(first, rest: Iterator) -> Iterator:
+    yield first
     yield from rest
 
 
@@ -300,30 +300,48 @@ def loop_frames(n: int) -> int:
     return max(1, min(4, n // 4))
 
 
-def loop_targets(t: int, n: int, content_img: np.ndarray, first_content: np.ndarray,
-                 first_result: np.ndarray, options: Options, device) -> list[TemporalTarget]:
+def loop_target(t: int, n: int, warp: Warp, first_result: np.ndarray, options: Options,
+                device) -> TemporalTarget:
+    """Frame 1's result moved along `warp` (frame 1 -> t), with a weight rising to the end."""
     k = loop_frames(n)
     ramp = (t - (n - k) + 1) / k  # 1/k ... 1 on the last frame
-    warp = FlowEstimator(options.flow).warp(first_content, content_img)
     weight = (options.temporal_weight or LOOP_WEIGHT) * ramp
-    return [TemporalTarget(to_tensor(warp.carry(first_result), device),
-                           mask_tensor(warp.reliable, device), weight)]
+    return TemporalTarget(to_tensor(warp.carry(first_result), device),
+                          mask_tensor(warp.reliable, device), weight)
 
 
-def with_warps(frames: Iterable[np.ndarray], options: Options, done: int = 0
-               ) -> Iterator[tuple[np.ndarray, dict[int, Warp]]]:
-    """Pair each frame with the warps from the frames the temporal loss looks back to, keyed
-    by how many frames back (computed once per pair, only when the warm start uses them, and
-    not for the `done` frames an earlier run finished)."""
-    estimator = FlowEstimator(options.flow) if options.warm_start == "flow" else None
+@dataclass
+class Prepared:
+    """An input frame and what the prefetch thread worked out for it, ahead of the optimizer."""
+    content: np.ndarray
+    before: np.ndarray | None = None  # frame t-1's input
+    warps: dict[int, Warp] = field(default_factory=dict)  # from frame t-j, keyed by j
+    input_error: float | None = None  # the input's own warping error t-1 -> t (the floor)
+    loop_warp: Warp | None = None  # frame 1 -> t, on the last frames of a --loop run
+
+
+def prepare(frames: Iterable[np.ndarray], n: int, options: Options, done: int = 0
+            ) -> Iterator[Prepared]:
+    """Each frame with the warps from the frames the temporal loss looks back to (computed
+    once per pair, only when the warm start uses them, and not for the `done` frames an
+    earlier run finished), and with --loop the warp from frame 1 into the last frames."""
+    estimator = FlowEstimator(options.flow)
+    flow = options.warm_start == "flow"
     gaps = temporal_gaps(options)
     history: deque[np.ndarray] = deque(maxlen=max(gaps))  # the frames before, newest last
+    first = None
     for t, frame in enumerate(frames):
-        warps = {}
-        if estimator is not None and t >= done:
-            warps = {j: estimator.warp(history[-j], frame) for j in gaps if j <= len(history)}
-        yield frame, warps
+        item = Prepared(frame, history[-1] if history else None)
+        if t >= done and flow:
+            item.warps = {j: estimator.warp(history[-j], frame) for j in gaps
+                          if j <= len(history)}
+            if 1 in item.warps:
+                item.input_error = metrics.pair_error(item.warps[1], item.before, frame)
+        if t >= done and options.loop and t > 0 and t >= n - loop_frames(n):
+            item.loop_warp = estimator.warp(first, frame)
+        yield item
         history.append(frame)
+        first = frame if first is None else first
 
 
 def prefetch(items: Iterator, depth: int = 2) -> Iterator:
