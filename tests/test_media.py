@@ -248,6 +248,25 @@ def test_folder_natural_sort_and_mixed_sizes(tmp_path):
     assert media.open_source(folder, max_frames=2).n_frames == 2
 
 
+@pytest.mark.parametrize("kind", ["mp4", "gif", "folder"])
+def test_window_decodes_exactly_its_frames(tmp_path, kind):
+    frames = moving_square(10)
+    path = tmp_path / f"clip.{kind}" if kind != "folder" else tmp_path / "frames"
+    if kind == "folder":
+        path.mkdir()
+        for i, frame in enumerate(frames):
+            Image.fromarray(frame).save(path / f"{i:03d}.png")
+    else:
+        media.write_output(frames, path, kind, Timing(10.0, None))
+    source = media.open_source(path)
+    whole = list(source.frames())
+    window = source.window(3, 7)
+    part = list(window.frames())
+    assert window.n_frames == len(part) == 4 and all(np.array_equal(a, b) for a, b in zip(part, whole[3:7]))
+    assert len(list(window.window(1, 3).frames())) == 2  # a window of a window counts from its start
+    assert np.array_equal(next(window.window(1, 3).frames()), whole[4])
+
+
 def test_still_image_source(tmp_path):
     path = tmp_path / "photo.jpg"
     Image.fromarray(moving_square(1)[0]).save(path, quality=95)

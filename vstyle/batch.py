@@ -33,6 +33,8 @@ class Job:
     output: Path  # the input's output, or a chunk's PNG folder
     frame_range: tuple[int, int] | None = None  # a chunk: the frames it stylizes
     keep_from: int = 0  # a chunk: its first frame to keep (after the overlap)
+    # The input as planning probed it: counting a video's frames decodes all of it, once.
+    source: media.Source | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -73,14 +75,16 @@ def output_for(input: Path, styles: list[Path], outdir: Path) -> Path:
     return media.output_name(input, kind, styles, outdir)
 
 
-def chunk_jobs(input: Path, output: Path, n_frames: int, chunk: int) -> list[Job]:
+def chunk_jobs(input: Path, output: Path, n_frames: int, chunk: int,
+               source: media.Source | None = None) -> list[Job]:
     """Chunks of `chunk` frames; each but the first starts OVERLAP frames early (at most one
     chunk early: the frames it overlaps must all come from the chunk before)."""
     jobs = []
     for start in range(0, n_frames, chunk):
         first = max(0, start - min(OVERLAP, chunk))
         folder = output.parent / f".{output.name.replace('.', '_')}-chunk{start // chunk + 1:04d}"
-        jobs.append(Job(input, folder, (first, min(start + chunk, n_frames)), start - first))
+        jobs.append(Job(input, folder, (first, min(start + chunk, n_frames)), start - first,
+                        source))
     return jobs
 
 
@@ -89,7 +93,8 @@ def run_job(job: Job, styles: list[Path], options: Options) -> tuple[str, int, s
     if job.frame_range and finished(job.output):
         return "done", len(list(job.output.iterdir())), ""  # a chunk from an earlier run
     try:
-        result = stylize(job.input, styles, job.output, options, frame_range=job.frame_range)
+        result = stylize(job.source or job.input, styles, job.output, options,
+                         frame_range=job.frame_range)
         return "done", result.n_frames, ""
     except Interrupted:
         raise  # Ctrl-C stops the whole batch; finished frames stay for the next run
@@ -97,9 +102,9 @@ def run_job(job: Job, styles: list[Path], options: Options) -> tuple[str, int, s
         return "failed", 0, str(e)
 
 
-def join_chunks(input: Path, output: Path, chunks: list[Job], options: Options) -> int:
+def join_chunks(output: Path, chunks: list[Job], options: Options) -> int:
     """Encode the kept frames of every chunk, in order, into output (with the source's audio)."""
-    source = media.open_source(input, options.max_frames)
+    source = chunks[0].source or media.open_source(chunks[0].input, options.max_frames)
 
     kind = media.check_output(output, source)
     frames = lambda: joined_frames(chunks)  # noqa: E731 - write_output may read them twice
@@ -146,9 +151,9 @@ def plan(inputs: list[Path], styles: list[Path], outdir: Path, options: Options,
             outcome.status, outcome.error = "failed", str(e)
             continue
         if chunk_frames and source.kind in ("video", "gif") and source.n_frames > chunk_frames:
-            outcome.jobs = chunk_jobs(input, output, source.n_frames, chunk_frames)
+            outcome.jobs = chunk_jobs(input, output, source.n_frames, chunk_frames, source)
         else:
-            outcome.jobs = [Job(input, output)]
+            outcome.jobs = [Job(input, output, source=source)]
         jobs += outcome.jobs
     return outcomes, jobs
 
@@ -187,7 +192,7 @@ def run_batch(inputs: list[Path], styles: list[Path], outdir: Path, options: Opt
             outcome.status, outcome.error = "failed", failed[0]
         elif outcome.chunked:
             try:
-                outcome.frames = join_chunks(outcome.input, outcome.output, outcome.jobs, options)
+                outcome.frames = join_chunks(outcome.output, outcome.jobs, options)
                 outcome.status = "done"
             except VStyleError as e:
                 outcome.status, outcome.error = "failed", str(e)

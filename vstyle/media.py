@@ -76,11 +76,9 @@ class Source:
         """Lazily decode the n_frames frames, RGB uint8 (H, W, 3), resized to size=(w, h) if given."""
         decode = {"video": _video_frames, "gif": _gif_frames, "folder": _folder_frames,
                   "image": _folder_frames}[self.kind]
-        whole = replace(self, n_frames=self.start + self.n_frames, start=0)
-        for i, frame in enumerate(decode(whole)):
-            if i >= self.start:  # frames before a window are decoded and dropped
-                # One resize straight to the target: folder images of other sizes follow the first's.
-                yield resize(frame, size or self.size)
+        for frame in decode(self):
+            # One resize straight to the target: folder images of other sizes follow the first's.
+            yield resize(frame, size or self.size)
 
     def window(self, start: int, end: int) -> "Source":
         """Frames [start, end) of this source, as a source of their own (without audio)."""
@@ -191,7 +189,7 @@ def _open_folder(path: Path) -> Source:
 
 
 def _folder_frames(source: Source) -> Iterator[np.ndarray]:
-    for path in (source.files or [source.path])[: source.n_frames]:
+    for path in (source.files or [source.path])[source.start: source.start + source.n_frames]:
         yield _read_input_image(path)  # Source.frames resizes it
 
 
@@ -220,8 +218,10 @@ def _open_video(path: Path) -> Source:
 
 def _video_frames(source: Source) -> Iterator[np.ndarray]:
     # passthrough: every coded frame once, as count_frames_and_secs counts them (no CFR dup/drop).
-    reader = imageio_ffmpeg.read_frames(str(source.path),
-                                        output_params=["-map", "0:v:0", "-fps_mode", "passthrough"])
+    params = ["-map", "0:v:0", "-fps_mode", "passthrough"]
+    if source.start:  # a window: ffmpeg drops the frames before it (decoded, never piped to us)
+        params += ["-vf", f"select=gte(n\\,{source.start})"]
+    reader = imageio_ffmpeg.read_frames(str(source.path), output_params=params)
     try:
         w, h = _decode_step(source, reader)["size"]
         for i in range(source.n_frames):
@@ -259,7 +259,7 @@ def _open_gif(path: Path) -> Source:
 def _gif_frames(source: Source) -> Iterator[np.ndarray]:
     try:
         with Image.open(source.path) as image:
-            for i in range(source.n_frames):
+            for i in range(source.start, source.start + source.n_frames):
                 image.seek(i)  # Pillow composites each frame onto the previous ones
                 yield _to_rgb(image)
     except (OSError, ValueError, EOFError) as error:

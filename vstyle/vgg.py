@@ -14,12 +14,13 @@ from .errors import VStyleError, VStyleWarning
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 WEIGHTS_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's VGG19_Weights.IMAGENET1K_V1
+CONVS_PER_BLOCK = (2, 2, 4, 4, 4)  # VGG19's five blocks, each ending in a 2x2 pooling
 
 
 def layer_names() -> list[str]:
     """Names of vgg19().features, index by index: conv1_1, relu1_1, conv1_2, ..., pool5."""
     names = []
-    for block, n_convs in enumerate((2, 2, 4, 4, 4), start=1):
+    for block, n_convs in enumerate(CONVS_PER_BLOCK, start=1):
         for i in range(1, n_convs + 1):
             names += [f"conv{block}_{i}", f"relu{block}_{i}"]
         names.append(f"pool{block}")
@@ -94,7 +95,7 @@ def vgg19_features(init: bool) -> nn.Sequential:
     (and randomly initializing) its 120M-parameter classifier that we never use."""
     layers: list[nn.Module] = []
     channels = 3
-    for block, n_convs in enumerate((2, 2, 4, 4, 4)):
+    for block, n_convs in enumerate(CONVS_PER_BLOCK):
         width = 64 << min(block, 3)
         for _ in range(n_convs):
             conv = nn.Conv2d(channels, width, 3, padding=1)

@@ -55,7 +55,7 @@ class RunResult:
     consistency: dict | None = None
 
 
-def stylize(input: str | Path, styles: str | Path | Sequence[str | Path],
+def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str | Path],
             output: str | Path | None = None, options: Options | None = None, *,
             on_event: OnEvent | None = None, report: str | Path | None = None,
             work_dir: str | Path | None = None, keep_work: bool = False,
@@ -65,6 +65,7 @@ def stylize(input: str | Path, styles: str | Path | Sequence[str | Path],
 
     Options come as an `Options` or as keyword arguments (`size=256, iterations=50`, ...).
     `frame_range` (start, end) stylizes only those frames, as a clip of their own (a chunk).
+    `input` may be a `media.Source` already probed (a batch probes each input once).
     """
     options = (options or Options()).replace(**option_values).validate()
     emit = on_event or (lambda event: None)
@@ -72,7 +73,8 @@ def stylize(input: str | Path, styles: str | Path | Sequence[str | Path],
     if not style_paths:
         raise VStyleError("no style image given: pass at least one painting")
     resolve_device(options.device)  # a missing GPU is known before anything is decoded
-    source = media.open_source(input, options.max_frames)
+    source = (input if isinstance(input, media.Source)
+              else media.open_source(input, options.max_frames))
     if frame_range is not None:
         source = source.window(*frame_range)
     style_images = [media.load_image(p) for p in style_paths]
