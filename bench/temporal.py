@@ -5,7 +5,10 @@
 Prints, per clip, the masked warping error (vstyle.metrics, Lai et al. 2018) of each mode, its
 ratio to `--warm-start none` and to the input's own error (a record only: added texture inflates
 it, see FACTS.md), the same error between frames 4 apart (long-term consistency, flow straight
-from t-4 to t), and the time per frame. Frames are measured before any lossy encoding.
+from t-4 to t), the time per frame, and how evenly the frame is stylized: the style loss of
+each quarter of the frame (vertical bands) on its own, worst over best, averaged over frames (the
+content's own variety keeps it above 1; `none` paints every frame from scratch; on the pan new
+ground enters at the right every frame). Frames are measured before any lossy encoding.
 """
 
 from __future__ import annotations
@@ -15,15 +18,20 @@ import sys
 import tempfile
 import time
 import warnings
+from contextlib import nullcontext
 from pathlib import Path
+from unittest import mock
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 import vstyle  # noqa: E402
-from vstyle import media, metrics  # noqa: E402
+from vstyle import losses, media, metrics, video  # noqa: E402
+from vstyle.optimize import Stylizer, to_tensor  # noqa: E402
+from vstyle.options import Options  # noqa: E402
 from vstyle.vgg import resolve_device  # noqa: E402
 
 MODES = [  # (label, options)
@@ -36,7 +44,27 @@ MODES = [  # (label, options)
     ("default, <= 10 iterations", dict(warm_start="flow", temporal_weight=10.0, iterations=10)),
     ("default + long-term 1,2,4", dict(warm_start="flow", temporal_weight=10.0,
                                        temporal_frames=(1, 2, 4))),
+    # without the new pixels' own style term (see Stylizer.perceptual)
+    ("default, no new-region Gram", dict(warm_start="flow", temporal_weight=10.0,
+                                         _no_fresh=True)),
 ]
+BANDS = 4
+
+
+@torch.no_grad()
+def band_spread(stylizer: Stylizer, frames: list[np.ndarray]) -> float:
+    """Worst over best style loss of the frame's vertical bands, averaged over frames."""
+    spreads = []
+    for frame in frames:
+        w = frame.shape[1]
+        band_losses = []
+        for b in range(BANDS):
+            feats = stylizer.features(to_tensor(frame[:, b * w // BANDS:(b + 1) * w // BANDS],
+                                                stylizer.device))
+            band_losses.append(sum(float(losses.style_layer_loss(feats[l], stylizer.style_grams[l]))
+                                   for l in stylizer.options.style_layers))
+        spreads.append(max(band_losses) / min(band_losses))
+    return float(np.mean(spreads))
 
 
 def clips(frames: int) -> list[tuple[str, Path, int]]:
@@ -50,11 +78,18 @@ def clips(frames: int) -> list[tuple[str, Path, int]]:
 def run(clip: Path, n: int, style: Path, settings: dict, work: Path) -> list[dict]:
     rows = []
     source = media.open_source(clip, n)
-    inputs = list(source.frames(media.fit_size(source.size, settings["size"])))
+    size = media.fit_size(source.size, settings["size"])
+    inputs = list(source.frames(size))
+    judge_options = Options(weights=settings["weights"])
+    judge = Stylizer([video.fit_style(media.load_image(style), judge_options, size, inputs[0])],
+                     judge_options)
     for label, mode in MODES:
         out = work / f"{label.replace(' ', '_')}"
+        mode = dict(mode)
+        plain = mode.pop("_no_fresh", False)
         start = time.perf_counter()
-        result = vstyle.stylize(clip, style, out, max_frames=n, **{**settings, **mode})
+        with mock.patch.object(video, "fresh_mask", lambda *a: None) if plain else nullcontext():
+            result = vstyle.stylize(clip, style, out, max_frames=n, **{**settings, **mode})
         seconds = time.perf_counter() - start
         outputs = [media.load_image(p) for p in sorted(out.iterdir())]
         # flow runs measured themselves as they went (the same metric); the others are measured here
@@ -64,7 +99,7 @@ def run(clip: Path, n: int, style: Path, settings: dict, work: Path) -> list[dic
         its = np.mean([f["iterations"] for f in later])
         style_loss = np.mean([f["parts"]["style"] for f in later])  # the price of steadiness
         rows.append(dict(mode=label, error=c["warping_error"], input=c["input_warping_error"],
-                         long_term=long_term,
+                         long_term=long_term, bands=band_spread(judge, outputs[1:]),
                          s_per_frame=seconds / n, its=its, style=style_loss))
     none = rows[0]["error"]
     for row in rows:
@@ -95,12 +130,13 @@ def main() -> None:
         for name, clip, n in clips(args.frames):
             rows = run(clip, n, args.style, settings, Path(tmp))
             print(f"\n{name}, {n} frames (input's own warping error {rows[0]['input']:.5f})")
-            print(f"| {'warm start':<26} | warping error | vs none | vs input | 4 frames apart | s/frame | it/frame | style loss |")
-            print(f"|{'-' * 28}|---------------|---------|----------|----------------|---------|----------|------------|")
+            print(f"| {'warm start':<27} | warping error | vs none | vs input | 4 frames apart | s/frame | it/frame | style loss | band spread |")
+            print(f"|{'-' * 29}|---------------|---------|----------|----------------|---------|----------|------------|-------------|")
             for r in rows:
-                print(f"| {r['mode']:<26} | {r['error']:13.5f} | {r['vs_none']:7.2f} | "
+                print(f"| {r['mode']:<27} | {r['error']:13.5f} | {r['vs_none']:7.2f} | "
                       f"{r['error'] / r['input']:8.2f} | {r['long_term']:14.5f} | "
-                      f"{r['s_per_frame']:7.2f} | {r['its']:8.1f} | {r['style']:10.3g} |")
+                      f"{r['s_per_frame']:7.2f} | {r['its']:8.1f} | {r['style']:10.3g} | "
+                      f"{r['bands']:11.2f} |")
 
 
 if __name__ == "__main__":

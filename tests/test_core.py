@@ -10,11 +10,11 @@ import torch
 from torchvision import models
 
 from conftest import frames
-from vstyle import VStyleError, losses
+from vstyle import VStyleError, losses, media
 from vstyle.flow import FlowEstimator, Warp
 from vstyle.optimize import Stylizer, to_tensor
 from vstyle.options import Options
-from vstyle.video import warm_start
+from vstyle.video import fresh_mask, warm_start
 from vstyle.vgg import VGGFeatures, layer_names, load_features
 
 pytestmark = pytest.mark.filterwarnings("ignore::vstyle.VStyleWarning")
@@ -196,28 +196,49 @@ def test_long_term_targets_hold_each_pixel_by_the_nearest_frame_that_sees_it():
     warps = {1: Warp(xs, ys, left, left), 2: Warp(xs, ys, ones, ones), 4: Warp(xs, ys, ones, ones)}
     earlier = {j: np.full((6, 8, 3), 40 * j, np.uint8) for j in (1, 2, 4)}
     content = np.full((6, 8, 3), 200, np.uint8)
-    content_before = np.full((6, 8, 3), 30, np.uint8)  # frame t-1's input: its result added 10
     o = Options(temporal_frames=(1, 2, 4), temporal_weight=10.0)
-    init, targets = warm_start(content, earlier, warps, o, torch.device("cpu"), content_before)
+    init, targets = warm_start(content, earlier, warps, o, torch.device("cpu"))
     assert [t.weight for t in targets] == [10.0, 10.0, 10.0]
     masks = [t.mask[0, 0].numpy() for t in targets]
     assert (masks[0] == left).all() and (masks[1] == 1 - left).all() and (masks[2] == 0).all()
     assert (targets[1].warped * 255).round().unique().tolist() == [80]  # frame t-2's result
-    # the start: t-1's result where it is visible; where it is not, the content plus what
-    # stylizing added at that place in frame t-1
+    # the start: t-1's result where it is visible, the content where it is not; those new
+    # pixels get a style term of their own
     assert (init[0, :, :, :4] * 255).round().unique().tolist() == [40]
-    assert (init[0, :, :, 4:] * 255).round().unique().tolist() == [210]
-    init, _ = warm_start(content, earlier, warps, o, torch.device("cpu"))  # no t-1 input known
     assert (init[0, :, :, 4:] * 255).round().unique().tolist() == [200]
+    assert (fresh_mask(warps, o, torch.device("cpu"))[0, 0].numpy() == 1 - left).all()
+    assert fresh_mask({1: warps[2]}, o, torch.device("cpu")) is None  # nothing new: no term
 
 
-def test_new_pixels_start_from_their_content_with_the_strokes_of_the_frame_before():
-    from vstyle.video import new_pixels
-    content = np.array([[[250, 5, 100]]], np.uint8)
-    before = np.array([[[100, 100, 100]]], np.uint8)  # frame t-1's input ...
-    result = np.array([[[120, 60, 100]]], np.uint8)  # ... and its result at the same place
-    assert new_pixels(content, result, before).tolist() == [[[255, 0, 100]]]  # kept in range
-    assert new_pixels(content, result, None).tolist() == [[[250, 5, 100]]]
+def test_region_gram_is_the_gram_of_the_region():
+    f = torch.randn(1, 5, 8, 8)
+    half = torch.zeros(1, 1, 16, 16)
+    half[..., :8] = 1  # the left half, given at twice the layer's resolution
+    assert torch.allclose(losses.region_gram(f, torch.ones(1, 1, 8, 8)), losses.gram(f), atol=1e-5)
+    assert torch.allclose(losses.region_gram(f, half), losses.gram(f[..., :4]), atol=1e-5)
+
+
+def test_a_new_region_gets_stylized_although_the_rest_already_matches_the_style(style):
+    # A stylized frame whose right quarter is bare content (as where a pan brings in new
+    # ground): the global Gram barely notices, the region's own Gram does.
+    o = Options(size=64, weights="random", tol=0, temporal_weight=0)
+    style_img = media.resize(media.load_image(style), (64, 48))
+    content = to_tensor(frames(1)[0], torch.device("cpu"))
+    stylizer = Stylizer([style_img], o)
+    stylizer.calibrate(content, content)
+    painted, _ = stylizer.stylize(content, content.clone(), 40)
+    start = painted.clone()
+    start[..., 48:] = content[..., 48:]
+    fresh = torch.zeros(1, 1, 48, 64)
+    fresh[..., 48:] = 1
+
+    def region_style(x):
+        feats = stylizer.features(x)
+        return sum(losses.style_layer_loss(feats[l], stylizer.style_grams[l], fresh)
+                   for l in o.style_layers).item()
+    plain, _ = stylizer.stylize(content, start, 12)
+    guided, _ = stylizer.stylize(content, start, 12, fresh=fresh)
+    assert region_style(guided) < 0.5 * region_style(plain)
 
 
 def test_lbfgs_solves_a_badly_scaled_problem_and_refuses_wild_steps():

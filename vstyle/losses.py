@@ -17,10 +17,22 @@ def gram(features: torch.Tensor) -> torch.Tensor:
     return f @ f.transpose(1, 2) / (h * w)
 
 
-def style_layer_loss(features: torch.Tensor, target_gram: torch.Tensor) -> torch.Tensor:
-    """Gatys et al.'s E_l = 1/(4 N^2 M^2) * sum_ij (G_ij - A_ij)^2, one value per batch item."""
+def region_gram(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The Gram of one region: sum_i m_i f_i f_i^T / sum_i m_i, mask (B, 1, H0, W0) in [0, 1]
+    averaged down to the layer's size (the guided Gram of Gatys et al. 2017, spatial control)."""
+    b, n, h, w = features.shape
+    m = torch.nn.functional.interpolate(mask, size=(h, w), mode="area").reshape(b, 1, h * w)
+    f = features.reshape(b, n, h * w).float()
+    return (f * m) @ f.transpose(1, 2) / m.sum(dim=2, keepdim=True).clamp_min(1e-6)
+
+
+def style_layer_loss(features: torch.Tensor, target_gram: torch.Tensor,
+                     mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Gatys et al.'s E_l = 1/(4 N^2 M^2) * sum_ij (G_ij - A_ij)^2, one value per batch item;
+    with a mask, the same for the region it covers."""
     n = features.shape[1]
-    return (gram(features) - target_gram).pow(2).sum(dim=(1, 2)) / (4 * n * n)
+    g = gram(features) if mask is None else region_gram(features, mask)
+    return (g - target_gram).pow(2).sum(dim=(1, 2)) / (4 * n * n)
 
 
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

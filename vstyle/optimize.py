@@ -101,15 +101,28 @@ class Stylizer:
         feats = self.features(content)
         return {layer: feats[layer] for layer in self.options.content_layers}
 
-    def perceptual(self, image, targets) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """alpha * content + beta * style, unnormalized, and the unweighted parts."""
+    def perceptual(self, image, targets, fresh: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """alpha * content + beta * style, unnormalized, and the unweighted parts.
+
+        `fresh` (1, 1, H, W) marks pixels painted for the first time (uncovered, or entering at
+        the border). The Gram is global: once the rest of the frame matches the style, little
+        pushes a new region to match it too, and it stays nearly bare (on a pan, a growing
+        unpainted band). Its own Gram (Gatys et al. 2017's guided Gram), weighted by its share
+        of the frame, asks it to match the style as well."""
         o = self.options
         feats = self.features(image)
         content = sum(losses.content_loss(feats[l], targets[l]) for l in o.content_layers)
         style = sum(self.layer_weights[l] * losses.style_layer_loss(feats[l], self.style_grams[l])
                     for l in o.style_layers)
-        return o.content_weight * content + o.style_weight * style, {"content": content,
-                                                                      "style": style}
+        parts = {"content": content, "style": style}
+        total = o.content_weight * content + o.style_weight * style
+        if fresh is not None:
+            parts["fresh_style"] = sum(
+                self.layer_weights[l] * losses.style_layer_loss(feats[l], self.style_grams[l], fresh)
+                for l in o.style_layers)
+            total = total + o.style_weight * fresh.mean() * parts["fresh_style"]
+        return total, parts
 
     @torch.no_grad()
     def calibrate(self, content: torch.Tensor, init: torch.Tensor) -> float:
@@ -132,8 +145,8 @@ class Stylizer:
         return torch.rand(content.shape, generator=gen).to(content.device)
 
     def stylize(self, content: torch.Tensor, init: torch.Tensor, max_iterations: int,
-                temporal: list[TemporalTarget] = (), on_step: OnStep | None = None
-                ) -> tuple[torch.Tensor, FrameStats]:
+                temporal: list[TemporalTarget] = (), on_step: OnStep | None = None,
+                fresh: torch.Tensor | None = None) -> tuple[torch.Tensor, FrameStats]:
         """Optimize from `init` towards `content` (both (1, 3, H, W) in [0, 1]).
 
         `temporal` targets (earlier results moved along the optical flow, with the mask of where
@@ -145,7 +158,7 @@ class Stylizer:
         targets = self.content_targets(content)
 
         def objective(x: torch.Tensor):
-            perceptual, parts = self.perceptual(x, targets)
+            perceptual, parts = self.perceptual(x, targets, fresh)
             total = perceptual / self.reference
             if o.tv_weight > 0:
                 parts["tv"] = losses.tv_loss(x)
