@@ -27,6 +27,11 @@ def layer_names() -> list[str]:
     return names
 
 
+def block_of(layer: str) -> int:
+    """The block a layer of layer_names() sits in: conv3_1, relu3_1, pool3 -> 3."""
+    return int(layer[4])
+
+
 def checkpoint_path() -> Path:
     """Where torchvision caches the ImageNet weights ($TORCH_HOME/hub/checkpoints)."""
     return Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_FILE

@@ -240,7 +240,8 @@ def warm_start(content_img: np.ndarray, earlier: dict[int, np.ndarray], warps: d
     none: its own content. previous: the previous result as it is. flow: the previous result
     moved along the optical flow; where the warp cannot fill in (disocclusions, borders) the
     content frame does (and `fresh_mask` gives those pixels a style term of their own). The
-    temporal term holds only the reliable pixels (not motion boundaries either). `earlier` and `warps` are keyed by how many frames back (1: t-1).
+    temporal term holds only the reliable pixels (not motion boundaries either). `earlier` and
+    `warps` are keyed by how many frames back (1: t-1).
 
     Long-term targets (--temporal-frames 1,2,4; Ruder et al.): each pixel is held by the
     nearest earlier result that the flow says it can be traced to, so a region hidden for a
