@@ -223,13 +223,13 @@ def test_a_new_region_gets_stylized_although_the_rest_already_matches_the_style(
     # ground): the global Gram barely notices, the region's own Gram does.
     o = Options(size=64, weights="random", tol=0, temporal_weight=0)
     style_img = media.resize(media.load_image(style), (64, 48))
-    content = to_tensor(frames(1)[0], torch.device("cpu"))
-    stylizer = Stylizer([style_img], o)
+    stylizer = Stylizer([style_img], o)  # on the GPU where there is one
+    content = to_tensor(frames(1)[0], stylizer.device)
     stylizer.calibrate(content, content)
     painted, _ = stylizer.stylize(content, content.clone(), 40)
     start = painted.clone()
     start[..., 48:] = content[..., 48:]
-    fresh = torch.zeros(1, 1, 48, 64)
+    fresh = torch.zeros(1, 1, 48, 64, device=stylizer.device)
     fresh[..., 48:] = 1
 
     def region_style(x):
