@@ -238,12 +238,23 @@ def profile(stylizer: Stylizer, contents: list[np.ndarray], device: torch.device
     stylizer.calibrate(first, first)
     warm, _ = stylizer.stylize(first, first, 10)  # also warms up cuDNN's autotuner
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    start = time.perf_counter()
+    stylizer.stylize(second, warm, 10)
+    sync(device)
+    wall = (time.perf_counter() - start) / 10
     with torch.profiler.profile(activities=activities) as prof:
         stylizer.stylize(second, warm, 10)
         sync(device)
-    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    print(f"# profile: 10 iterations of a warm frame, device {device_name(device)}")
-    print(prof.key_averages().table(sort_by=key, row_limit=15))
+    table = prof.key_averages()
+    print(f"# profile: 10 iterations of a warm frame, device {device_name(device)}; "
+          f"unprofiled wall time {wall * 1e3:.2f} ms an iteration")
+    if device.type == "cuda":  # GPU busy time against wall time: is the GPU kept fed?
+        cuda = torch.autograd.DeviceType.CUDA  # kernels, as the table's own total counts them
+        busy = sum(e.self_device_time_total for e in table if e.device_type == cuda
+                   and not getattr(e, "is_user_annotation", False)) / 10 / 1e3
+        print(f"# GPU busy {busy:.2f} ms an iteration ({busy / (wall * 1e3):.0%} of the wall time)")
+        print(table.table(sort_by="self_cuda_time_total", row_limit=15))
+    print(table.table(sort_by="self_cpu_time_total", row_limit=15))
 
 
 def summary(label: str, frames: list[dict], finals: list[float], targets: list[float],
