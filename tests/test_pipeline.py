@@ -26,7 +26,7 @@ def test_frame_two_starts_from_the_right_place(clip, style, tmp_path, monkeypatc
     original = Stylizer.stylize
 
     def spy(self, content, init, *args, **kwargs):
-        inits.append((content.cpu(), init.cpu()))  # a copy, wherever the run is
+        inits.append((content.cpu().clone(), init.cpu().clone()))  # kept on the CPU
         return original(self, content, init, *args, **kwargs)
     monkeypatch.setattr(Stylizer, "stylize", spy)
     work = tmp_path / "work"
