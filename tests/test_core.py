@@ -206,8 +206,8 @@ def test_long_term_targets_hold_each_pixel_by_the_nearest_frame_that_sees_it():
     # pixels get a style term of their own
     assert (init[0, :, :, :4] * 255).round().unique().tolist() == [40]
     assert (init[0, :, :, 4:] * 255).round().unique().tolist() == [200]
-    assert (fresh_mask(warps, o, torch.device("cpu"))[0, 0].numpy() == 1 - left).all()
-    assert fresh_mask({1: warps[2]}, o, torch.device("cpu")) is None  # nothing new: no term
+    assert (fresh_mask(warps, torch.device("cpu"))[0, 0].numpy() == 1 - left).all()
+    assert fresh_mask({1: warps[2]}, torch.device("cpu")) is None  # nothing new: no term
 
 
 def test_region_gram_is_the_gram_of_the_region():

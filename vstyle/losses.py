@@ -19,9 +19,12 @@ def gram(features: torch.Tensor) -> torch.Tensor:
 
 def region_gram(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The Gram of one region: sum_i m_i f_i f_i^T / sum_i m_i, mask (B, 1, H0, W0) in [0, 1]
-    averaged down to the layer's size (the guided Gram of Gatys et al. 2017, spatial control)."""
+    averaged down to the layer's size unless it has it already (the guided Gram of Gatys et
+    al. 2017, spatial control)."""
     b, n, h, w = features.shape
-    m = torch.nn.functional.interpolate(mask, size=(h, w), mode="area").reshape(b, 1, h * w)
+    if mask.shape[-2:] != (h, w):
+        mask = torch.nn.functional.interpolate(mask, size=(h, w), mode="area")
+    m = mask.reshape(b, 1, h * w)
     f = features.reshape(b, n, h * w).float()
     return (f * m) @ f.transpose(1, 2) / m.sum(dim=2, keepdim=True).clamp_min(1e-6)
 

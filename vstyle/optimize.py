@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -19,6 +19,12 @@ from .vgg import VGGFeatures, block_of, load_features, resolve_device
 OnStep = Callable[[int, int, float], None]  # (iteration, max iterations, loss)
 
 WINDOW = 5  # early stopping compares the loss with the one this many iterations back
+
+
+class FreshRegion(NamedTuple):
+    """Pixels painted for the first time, prepared once per frame (see Stylizer.perceptual)."""
+    share: torch.Tensor  # their fraction of the frame
+    masks: dict[str, torch.Tensor]  # their mask averaged down to each fresh layer's size
 
 
 @dataclass
@@ -104,12 +110,20 @@ class Stylizer:
         feats = self.features(content)
         return {layer: feats[layer] for layer in self.options.content_layers}
 
-    def perceptual(self, image, targets, fresh: torch.Tensor | None = None
+    def fresh_region(self, mask: torch.Tensor) -> FreshRegion:
+        """A (1, 1, H, W) mask of new pixels, averaged down to each fresh layer's size (every
+        pooling before it halves it, rounding down) once, not in every iteration."""
+        h, w = mask.shape[-2:]
+        sizes = {l: (h >> block_of(l) - 1, w >> block_of(l) - 1) for l in self.fresh_layers}
+        return FreshRegion(mask.mean(), {l: F.interpolate(mask, size=s, mode="area")
+                                         for l, s in sizes.items()})
+
+    def perceptual(self, image, targets, fresh: FreshRegion | None = None
                    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """alpha * content + beta * style, unnormalized, and the unweighted parts.
 
-        `fresh` (1, 1, H, W) marks pixels painted for the first time (uncovered, or entering at
-        the border). The Gram is global: once the rest of the frame matches the style, little
+        `fresh` marks pixels painted for the first time (uncovered, or entering at the
+        border). The Gram is global: once the rest of the frame matches the style, little
         pushes a new region to match it too, and it stays nearly bare (on a pan, a growing
         unpainted band). Its own Gram (Gatys et al. 2017's guided Gram), weighted by its share
         of the frame, asks it to match the style as well, on the style layers of blocks 1-3
@@ -124,9 +138,9 @@ class Stylizer:
         total = o.content_weight * content + o.style_weight * style
         if fresh is not None:
             parts["fresh_style"] = sum(
-                self.layer_weights[l] * losses.style_layer_loss(feats[l], self.style_grams[l], fresh)
-                for l in self.fresh_layers)
-            total = total + o.style_weight * fresh.mean() * parts["fresh_style"]
+                self.layer_weights[l] * losses.style_layer_loss(feats[l], self.style_grams[l], m)
+                for l, m in fresh.masks.items())
+            total = total + o.style_weight * fresh.share * parts["fresh_style"]
         return total, parts
 
     @torch.no_grad()
@@ -161,9 +175,10 @@ class Stylizer:
         if self.reference is None:
             self.calibrate(content, init)
         targets = self.content_targets(content)
+        region = None if fresh is None else self.fresh_region(fresh)
 
         def objective(x: torch.Tensor):
-            perceptual, parts = self.perceptual(x, targets, fresh)
+            perceptual, parts = self.perceptual(x, targets, region)
             total = perceptual / self.reference
             if o.tv_weight > 0:
                 parts["tv"] = losses.tv_loss(x)

@@ -6,6 +6,7 @@ import json
 import queue
 from collections import deque
 from contextlib import closing
+from itertools import chain
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -167,7 +168,7 @@ def stylize_frames(frames: Iterator[Prepared], n: int, style_images: list[np.nda
     keep = max(gaps)
     recent: dict[int, np.ndarray] = {}  # frame index -> result, for the last `keep` frames
     first_result = None
-    for t, frame in enumerate(_chain(first, frames)):
+    for t, frame in enumerate(chain([first], frames)):
         content_img, warps = frame.content, frame.warps
         if t == 0:
             start = to_tensor(content_img, device)
@@ -194,7 +195,7 @@ def stylize_frames(frames: Iterator[Prepared], n: int, style_images: list[np.nda
                 temporal.append(loop_target(t, n, frame.loop_warp, first_result, options,
                                             device))
             result, stats = stylizer.stylize(content, init, options.iterations, temporal,
-                                             on_step, fresh_mask(warps, options, device))
+                                             on_step, fresh_mask(warps, device))
         image = to_image(result)
         if options.preserve_colors:
             image = keep_chroma(image, content_img)
@@ -208,11 +209,6 @@ def stylize_frames(frames: Iterator[Prepared], n: int, style_images: list[np.nda
         recent.pop(t - keep, None)
         if t == 0:
             first_result = image
-
-
-def _chain(first, rest: Iterator) -> Iterator:
-    yield first
-    yield from rest
 
 
 def first_frame(stylizer: Stylizer, content: torch.Tensor, options: Options,
@@ -267,10 +263,10 @@ def warm_start(content_img: np.ndarray, earlier: dict[int, np.ndarray], warps: d
     return to_tensor(init, device), temporal
 
 
-def fresh_mask(warps: dict[int, Warp], options: Options, device) -> torch.Tensor | None:
+def fresh_mask(warps: dict[int, Warp], device) -> torch.Tensor | None:
     """The pixels frame t-1 did not show (uncovered, or entering at the border), which start
     from bare content and get a style term of their own (see Stylizer.perceptual)."""
-    if options.warm_start != "flow" or 1 not in warps:
+    if 1 not in warps:  # no flow warm start, or the first frame
         return None
     new = 1 - warps[1].filled
     return mask_tensor(new, device) if new.any() else None
@@ -311,7 +307,6 @@ def loop_target(t: int, n: int, warp: Warp, first_result: np.ndarray, options: O
 class Prepared:
     """An input frame and what the prefetch thread worked out for it, ahead of the optimizer."""
     content: np.ndarray
-    before: np.ndarray | None = None  # frame t-1's input
     warps: dict[int, Warp] = field(default_factory=dict)  # from frame t-j, keyed by j
     input_error: float | None = None  # the input's own warping error t-1 -> t (the floor)
     loop_warp: Warp | None = None  # frame 1 -> t, on the last frames of a --loop run
@@ -328,17 +323,18 @@ def prepare(frames: Iterable[np.ndarray], n: int, options: Options, done: int = 
     history: deque[np.ndarray] = deque(maxlen=max(gaps))  # the frames before, newest last
     first = None
     for t, frame in enumerate(frames):
-        item = Prepared(frame, history[-1] if history else None)
+        item = Prepared(frame)
         if t >= done and flow:
             item.warps = {j: estimator.warp(history[-j], frame) for j in gaps
                           if j <= len(history)}
             if 1 in item.warps:
-                item.input_error = metrics.pair_error(item.warps[1], item.before, frame)
+                item.input_error = metrics.pair_error(item.warps[1], history[-1], frame)
         if t >= done and options.loop and t > 0 and t >= n - loop_frames(n):
             item.loop_warp = estimator.warp(first, frame)
         yield item
         history.append(frame)
-        first = frame if first is None else first
+        if t == 0:
+            first = frame
 
 
 def prefetch(items: Iterator, depth: int = 2) -> Iterator:
