@@ -90,6 +90,8 @@ def main_command(
     device: str = typer.Option(D.device, help="auto | cpu | cuda | cuda:N."),
     precision: str = typer.Option(D.precision, help="VGG passes in: auto (bf16 on a GPU, fp32 "
                                   "on the CPU) | fp32 | bf16."),
+    cuda_graphs: bool = typer.Option(D.cuda_graphs, help="On a GPU, replay each frame's "
+                                     "forward and backward as one CUDA graph."),
     weights: str = typer.Option(D.weights, help="imagenet | random | PATH to a VGG19 state dict "
                                 "(env: VSTYLE_WEIGHTS)."),
     seed: int = typer.Option(D.seed, help="Random seed (noise init, random weights)."),
@@ -132,7 +134,7 @@ def main_command(
         style_blend=numbers(style_blend, "style-blend"), pooling=pooling,
         preserve_colors=preserve_colors, scales=scales, optimizer=optimizer, lr=lr, init=init,
         warm_start=warm_start, flow=flow, loop=loop, device=device, precision=precision,
-        weights=weights, seed=seed,
+        cuda_graphs=cuda_graphs, weights=weights, seed=seed,
         max_frames=max_frames, fps=fps, crf=crf, gif_dither=gif_dither, compare=compare)
     if BATCH:
         run_batch([input, *styles[:-1]], styles[-1], output, options, quiet, workers, ray,

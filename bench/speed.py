@@ -199,6 +199,8 @@ def main() -> None:
         ("  without bf16 (--precision fp32)", dict(precision="fp32")) if device.type == "cuda"
         else ("  with bf16 autocast (--precision bf16)", dict(precision="bf16")),
     ]
+    if device.type == "cuda":
+        variants.append(("  without CUDA graphs (--no-cuda-graphs)", dict(cuda_graphs=False)))
     with tempfile.TemporaryDirectory() as tmp:
         for i, (label, changes) in enumerate(variants):
             o = base.replace(**changes)

@@ -9,10 +9,11 @@ import pytest
 import torch
 from torchvision import models
 
+import vstyle
 from conftest import frames
 from vstyle import VStyleError, losses, media
 from vstyle.flow import FlowEstimator, Warp
-from vstyle.optimize import Stylizer, to_tensor
+from vstyle.optimize import CapturedStep, FrameInputs, Stylizer, to_tensor
 from vstyle.options import Options
 from vstyle.video import fresh_mask, warm_start
 from vstyle.vgg import VGGFeatures, layer_names, load_features
@@ -128,7 +129,12 @@ def test_bf16_autocast_ends_no_more_than_2_percent_above_fp32():
         value, _ = fp32.perceptual(result, fp32.content_targets(content))  # one judge, fp32
         finals.append(float(value.sum()) / fp32.reference)
     assert finals[0] < 0.5  # both really optimized
-    assert finals[1] <= 1.02 * finals[0]  # (trajectories differ: it may also end lower)
+    # The CPU is deterministic: 2 %. On a GPU cuDNN picks its kernels by timing them, and 20
+    # iterations at 48 px are chaotic enough that fp32 runs alone end +-2.5 % apart from one
+    # process to the next, bf16 runs 0.94-1.11x fp32 (H200). The 2 % claim at working sizes
+    # is bench/speed.py's (512 px, 8 frames: bf16 0.0209, fp32 0.0206).
+    bound = 1.02 if content.device.type == "cpu" else 1.15
+    assert finals[1] <= bound * finals[0], finals  # (trajectories differ: it may end lower)
     with pytest.raises(VStyleError, match="--precision must be one of"):
         Options(precision="fp8").validate()
 
@@ -241,6 +247,66 @@ def test_a_new_region_gets_stylized_although_the_rest_already_matches_the_style(
     assert region_style(guided) < 0.5 * region_style(plain)
 
 
+def frame_inputs(stylizer: Stylizer, seed: int) -> tuple[torch.Tensor, FrameInputs]:
+    """A start and the inputs of a warm frame: content, a temporal target, new pixels."""
+    gen = torch.Generator().manual_seed(seed)
+    content, warped, x = (torch.rand(1, 3, 48, 64, generator=gen).to(stylizer.device)
+                          for _ in range(3))
+    mask = (torch.rand(1, 1, 48, 64, generator=gen) > 0.3).float().to(stylizer.device)
+    fresh = torch.zeros(1, 1, 48, 64, device=stylizer.device)
+    fresh[..., 40 + seed:] = 1
+    inputs = FrameInputs(stylizer.content_targets(content),
+                         [(warped, mask, torch.tensor(5.0 + seed, device=stylizer.device))],
+                         stylizer.fresh_region(fresh))
+    return x, inputs
+
+
+def replay_against_eager(stylizer: Stylizer, capture: bool) -> None:
+    """A step recorded on frame A, then fed frame B's inputs, gives what B gives evaluated
+    afresh: every input the objective reads is copied in, none is left from frame A."""
+    (xa, a), (xb, b) = frame_inputs(stylizer, 0), frame_inputs(stylizer, 3)
+    stylizer.calibrate(xa, xa)
+    step = CapturedStep(stylizer.loss_and_grad, xa, a, capture=capture)
+    step(xa)
+    step.load(b)
+    loss, grad, parts = step(xb)
+    loss, grad, parts = loss.clone(), grad.clone(), {k: v.clone() for k, v in parts.items()}
+    expected_loss, expected_grad, expected_parts = stylizer.loss_and_grad(xb, b)
+    assert torch.allclose(loss, expected_loss, rtol=1e-4)
+    assert torch.allclose(grad, expected_grad, rtol=1e-3, atol=1e-5 * float(grad.abs().max()))
+    assert set(parts) == {"content", "style", "fresh_style", "tv", "temporal"}
+    for name, value in expected_parts.items():
+        assert torch.allclose(parts[name], value, rtol=1e-4), name
+    other = stylizer.loss_and_grad(xb, a)[0]
+    assert not torch.allclose(other, expected_loss, rtol=1e-3)  # the frames do differ
+
+
+def test_a_recorded_step_fed_another_frame_matches_evaluating_that_frame():
+    options = Options(size=64, weights="random", device="cpu")
+    replay_against_eager(Stylizer([frames(1)[0]], options), capture=False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_a_cuda_graph_fed_another_frame_matches_evaluating_that_frame():
+    options = Options(size=64, weights="random", precision="fp32")
+    replay_against_eager(Stylizer([frames(1)[0]], options), capture=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_cuda_graphs_change_nothing_but_the_speed(clip, style, tmp_path):
+    settings = dict(size=64, iterations=15, first_iterations=30, max_frames=5, precision="fp32",
+                    weights="random")
+    runs = [vstyle.stylize(clip, style, tmp_path / str(g), cuda_graphs=g, **settings)
+            for g in (True, False)]
+    graphed, eager = ([media.load_image(p) for p in sorted((tmp_path / str(g)).iterdir())]
+                      for g in (True, False))
+    assert len(graphed) == len(eager) == 5
+    for a, b in zip(graphed, eager):
+        assert np.abs(a.astype(int) - b.astype(int)).mean() < 1.0
+    its = [[f["iterations"] for f in run.frames] for run in runs]
+    assert all(abs(a - b) <= 2 for a, b in zip(*its)), its
+
+
 def test_lbfgs_solves_a_badly_scaled_problem_and_refuses_wild_steps():
     from vstyle.lbfgs import LBFGS
     scales = torch.logspace(-2, 2, 40)
@@ -257,4 +323,38 @@ def test_lbfgs_solves_a_badly_scaled_problem_and_refuses_wild_steps():
     def exploding(x):
         return float("nan"), torch.zeros_like(x)
     x2, loss2, _ = opt.step(x, loss, g, exploding)
-    assert torch.equal(x2, x) and loss2 == loss and not opt.pairs  # refused, history dropped
+    assert torch.equal(x2, x) and loss2 == loss and opt.count == 0  # refused, history dropped
+
+
+def two_loop(pairs: list[tuple[torch.Tensor, torch.Tensor]], g: torch.Tensor) -> torch.Tensor:
+    """-H g by Nocedal's two-loop recursion, in float64 (the textbook form, as a reference)."""
+    q, alphas = g.double().clone(), []
+    for s, y in reversed(pairs):
+        a = s.double() @ q / (y.double() @ s.double())
+        q -= a * y.double()
+        alphas.append(a)
+    s, y = pairs[-1]
+    q *= (s.double() @ y.double()) / (y.double() @ y.double())
+    for (s, y), a in zip(pairs, reversed(alphas)):
+        b = y.double() @ q / (y.double() @ s.double())
+        q += (a - b) * s.double()
+    return -q
+
+
+def test_lbfgs_compact_direction_equals_the_two_loop_recursion_also_once_the_ring_wraps():
+    from vstyle.lbfgs import LBFGS
+    gen = torch.Generator().manual_seed(0)
+    curvature = torch.logspace(-1, 1, 300)
+    opt, kept = LBFGS(history=5), []
+    for k in range(8):  # 8 pairs into 5 slots: the three oldest are overwritten
+        s = torch.randn(300, generator=gen)
+        y = curvature * s + 0.01 * torch.randn(300, generator=gen)
+        opt.remember(s, y)
+        kept = (kept + [(s, y)])[-5:]
+        g = torch.randn(300, generator=gen)
+        expected = two_loop(kept, g)
+        assert opt.count == len(kept)
+        assert torch.allclose(opt.direction(g).double(), expected, rtol=1e-4,
+                              atol=1e-5 * float(expected.abs().max())), k
+    opt.remember(torch.ones(300), -torch.ones(300))  # negative curvature: not kept
+    assert opt.count == 5

@@ -75,6 +75,9 @@ class Options:
     # on a GPU that has it, fp32 on the CPU (measured on a 2-core Xeon with AVX512-BF16: bf16
     # was 1.5x slower there).
     precision: str = "auto"  # auto | fp32 | bf16
+    # On a GPU each frame's forward and backward is captured once as a CUDA graph and replayed:
+    # without it the CPU's kernel launches, not the GPU, set the pace of an iteration.
+    cuda_graphs: bool = True
     weights: str = field(default_factory=default_weights)  # imagenet | random | PATH
     seed: int = 0
 
@@ -144,5 +147,5 @@ class Options:
 
     def result_key(self) -> dict:
         """The options that change the stylized frames (for resuming a run safely)."""
-        ignore = {"device", "max_frames", "fps", "crf", "gif_dither", "compare"}
+        ignore = {"device", "cuda_graphs", "max_frames", "fps", "crf", "gif_dither", "compare"}
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ignore}
