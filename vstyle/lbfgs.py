@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import torch
 
 Evaluate = Callable[[torch.Tensor], tuple[float, torch.Tensor]]  # x -> (loss, gradient)
@@ -47,45 +48,45 @@ class LBFGS:
         """-H g, H the inverse Hessian estimate: gamma g + S^T a - gamma Y^T w, where
         w = R^-1 S g, a = R^-T ((D + gamma Y Y^T) w - gamma Y g), R the upper triangle of
         S Y^T and D its diagonal (pairs as rows, oldest first), gamma = s.y / y.y of the newest
-        pair. The small k x k algebra runs in float64 on the device: no wait for the GPU."""
+        pair. The k x k algebra runs on the host in float64: microseconds there, where on a
+        GPU its dozen tiny kernels cost more than the two big products."""
         if not self.order:
             return -g * (self.first_step / g.abs().max().clamp_min(1e-30))
-        rows = torch.tensor(self.order, device=g.device)
+        rows = np.array(self.order)
         S, Y = self.S[:self.used], self.Y[:self.used]
-        sg, yg = (S @ g).double()[rows], (Y @ g).double()[rows]
-        sy = self.SY[rows][:, rows]
-        yy = self.YY[rows][:, rows]
+        sg, yg = torch.stack([S @ g, Y @ g]).double().cpu().numpy()[:, rows]
+        sy, yy = self.SY[np.ix_(rows, rows)], self.YY[np.ix_(rows, rows)]
         gamma = sy[-1, -1] / yy[-1, -1]
-        r = torch.triu(sy)
-        w = torch.linalg.solve_triangular(r, sg[:, None], upper=True)[:, 0]
-        rhs = torch.diagonal(sy) * w + gamma * (yy @ w) - gamma * yg
-        a = torch.linalg.solve_triangular(r.T, rhs[:, None], upper=False)[:, 0]
-        coef_s = torch.zeros(self.used, dtype=g.dtype, device=g.device)
-        coef_y = torch.zeros_like(coef_s)
-        coef_s[rows] = a.to(g.dtype)
-        coef_y[rows] = (-gamma * w).to(g.dtype)
-        hg = (coef_s @ S).add_(coef_y @ Y).add_(gamma.to(g.dtype) * g)
+        r = np.triu(sy)
+        w = np.linalg.solve(r, sg)
+        a = np.linalg.solve(r.T, np.diag(sy) * w + gamma * (yy @ w) - gamma * yg)
+        coef = np.zeros((2, self.used))
+        coef[0, rows], coef[1, rows] = a, -gamma * w
+        coef_s, coef_y = torch.from_numpy(coef).to(g.device, g.dtype)
+        hg = (coef_s @ S).add_(coef_y @ Y).add_(g, alpha=float(gamma))
         return hg.mul_(-self.lr)
 
     def remember(self, s: torch.Tensor, y: torch.Tensor) -> None:
-        ys, yy = torch.stack([torch.dot(y, s), torch.dot(y, y)]).tolist()  # one wait, not two
+        k = self.used
+        S, Y = (self.S[:k], self.Y[:k]) if k else (s.new_empty(0, s.numel()),) * 2
+        # s.y, y.y and the new pair's products with the stored ones, in one wait for the GPU
+        products = torch.cat([torch.stack([torch.dot(y, s), torch.dot(y, y)]),
+                              Y @ s, S @ y, Y @ y]).double().cpu().numpy()
+        ys, yy = products[:2]
         if not (ys > 1e-10 * yy and ys > 0):  # keep only positive curvature, scale-free
             return
         if self.S is None:
             n, m = s.numel(), self.history
             self.S, self.Y = s.new_zeros(m, n), s.new_zeros(m, n)
-            self.SY = torch.zeros(m, m, dtype=torch.float64, device=s.device)
-            self.YY = torch.zeros_like(self.SY)
+            self.SY, self.YY = np.zeros((m, m)), np.zeros((m, m))
         # slots fill in turn; once all are in use the oldest pair's is overwritten
         slot = self.order.pop(0) if len(self.order) == self.history else len(self.order)
         self.S[slot], self.Y[slot] = s, y
-        self.used = max(self.used, slot + 1)
-        S, Y = self.S[:self.used], self.Y[:self.used]
-        y_s, s_y, y_y = ((Y @ s).double(), (S @ y).double(), (Y @ y).double())
-        self.SY[slot, :self.used] = y_s  # s_new . y_j
-        self.SY[:self.used, slot] = s_y  # s_j . y_new
-        self.YY[slot, :self.used] = y_y
-        self.YY[:self.used, slot] = y_y
+        y_s, s_y, y_y = products[2:].reshape(3, k)
+        self.SY[slot, :k], self.SY[:k, slot] = y_s, s_y  # s_new . y_j, s_j . y_new
+        self.YY[slot, :k] = self.YY[:k, slot] = y_y
+        self.SY[slot, slot], self.YY[slot, slot] = ys, yy
+        self.used = max(k, slot + 1)
         self.order.append(slot)
 
     def step(self, x: torch.Tensor, loss: float, g: torch.Tensor, evaluate: Evaluate

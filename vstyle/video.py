@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import queue
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from itertools import chain
 import threading
@@ -159,56 +160,80 @@ def run_frames(source: media.Source, style_images: list[np.ndarray], options: Op
 
 def stylize_frames(frames: Iterator[Prepared], n: int, style_images: list[np.ndarray],
                    options: Options, size: tuple[int, int], work: WorkDir, emit: OnEvent) -> None:
-    """The loop over the prepared frames: optimize each, save it, keep what later ones need."""
+    """The loop over the prepared frames: optimize each, save it, keep what later ones need.
+
+    Frame t is measured and written (PNG) in a thread while frame t+1 is optimized; one save
+    at a time, so a failed save stops the run at the next frame, and Ctrl-C lets the frame
+    being written finish."""
     first = next(frames)
     styles = [fit_style(s, options, size, first.content) for s in style_images]
     stylizer = Stylizer(styles, options)
-    device = stylizer.device
-    gaps = temporal_gaps(options)
-    keep = max(gaps)
+    keep = max(temporal_gaps(options))
     recent: dict[int, np.ndarray] = {}  # frame index -> result, for the last `keep` frames
     first_result = None
-    for t, frame in enumerate(chain([first], frames)):
-        content_img, warps = frame.content, frame.warps
-        if t == 0:
-            start = to_tensor(content_img, device)
-            stylizer.calibrate(start, stylizer.initial(start))
-        if t < work.done:  # finished in an earlier run: reuse, keep what later frames need
-            if t >= work.done - keep:
-                recent[t] = work.load(t)
-            if t == 0 and options.loop:
-                first_result = recent[0] if 0 in recent else work.load(0)
-            continue
-        content = to_tensor(content_img, device)
-        emit(Event("frame", frame=t + 1, n_frames=n))
+    saver, saving = ThreadPoolExecutor(max_workers=1), None
+    try:
+        for t, frame in enumerate(chain([first], frames)):
+            if t == 0:
+                start = to_tensor(frame.content, stylizer.device)
+                stylizer.calibrate(start, stylizer.initial(start))
+            if t < work.done:  # finished in an earlier run: reuse, keep what later frames need
+                if t >= work.done - keep:
+                    recent[t] = work.load(t)
+                if t == 0 and options.loop:
+                    first_result = recent[0] if 0 in recent else work.load(0)
+                continue
+            emit(Event("frame", frame=t + 1, n_frames=n))
+            result, stats = stylize_one(t, n, frame, stylizer, recent, first_result, options,
+                                        size, emit)
+            image = to_image(result)
+            if options.preserve_colors:
+                image = keep_chroma(image, frame.content)
+            if saving is not None:
+                saving.result()
+            saving = saver.submit(save_frame, work, t, image, asdict(stats), frame,
+                                  recent.get(t - 1))
+            emit(Event("frame", frame=t + 1, n_frames=n, stats=stats))
+            recent[t] = image
+            recent.pop(t - keep, None)
+            if t == 0:
+                first_result = image
+        if saving is not None:
+            saving.result()
+    finally:
+        saver.shutdown(wait=True)
 
-        def on_step(i: int, max_i: int, loss: float, t=t):
-            emit(Event("step", frame=t + 1, n_frames=n, iteration=i, max_iterations=max_i,
-                       loss=loss))
 
-        if t == 0:
-            result, stats = first_frame(stylizer, content, options, size, on_step)
-        else:
-            earlier = {j: recent[t - j] for j in gaps if t - j in recent}
-            init, temporal = warm_start(content_img, earlier, warps, options, device)
-            if frame.loop_warp is not None:
-                temporal.append(loop_target(t, n, frame.loop_warp, first_result, options,
-                                            device))
-            result, stats = stylizer.stylize(content, init, options.iterations, temporal,
-                                             on_step, fresh_mask(warps, device))
-        image = to_image(result)
-        if options.preserve_colors:
-            image = keep_chroma(image, content_img)
-        record = asdict(stats)
-        if 1 in warps:  # the consistency figures come almost free with the warp
-            record["warping_error"] = metrics.pair_error(warps[1], recent[t - 1], image)
-            record["input_warping_error"] = frame.input_error
-        work.save(t, image, record)
-        emit(Event("frame", frame=t + 1, n_frames=n, stats=stats))
-        recent[t] = image
-        recent.pop(t - keep, None)
-        if t == 0:
-            first_result = image
+def stylize_one(t: int, n: int, frame: Prepared, stylizer: Stylizer,
+                recent: dict[int, np.ndarray], first_result: np.ndarray | None,
+                options: Options, size: tuple[int, int], emit: OnEvent
+                ) -> tuple[torch.Tensor, FrameStats]:
+    """Frame t: from scratch (t = 0), or warm-started from the results before it."""
+    device = stylizer.device
+    content = to_tensor(frame.content, device)
+
+    def on_step(i: int, max_i: int, loss: float):
+        emit(Event("step", frame=t + 1, n_frames=n, iteration=i, max_iterations=max_i,
+                   loss=loss))
+
+    if t == 0:
+        return first_frame(stylizer, content, options, size, on_step)
+    earlier = {j: recent[t - j] for j in temporal_gaps(options) if t - j in recent}
+    init, temporal = warm_start(frame.content, earlier, frame.warps, options, device)
+    if frame.loop_warp is not None:
+        temporal.append(loop_target(t, n, frame.loop_warp, first_result, options, device))
+    return stylizer.stylize(content, init, options.iterations, temporal, on_step,
+                            fresh_mask(frame.warps, device))
+
+
+def save_frame(work: WorkDir, t: int, image: np.ndarray, record: dict, frame: Prepared,
+               previous: np.ndarray | None) -> None:
+    """Write frame t to the work folder with its stats, and (with a flow warm start) the
+    output's and the input's warping error t-1 -> t, which come almost free with the warp."""
+    if 1 in frame.warps:
+        record["warping_error"] = metrics.pair_error(frame.warps[1], previous, image)
+        record["input_warping_error"] = frame.input_error
+    work.save(t, image, record)
 
 
 def first_frame(stylizer: Stylizer, content: torch.Tensor, options: Options,
