@@ -8,10 +8,10 @@ pixel by more than `max_step`, and a step that raises the loss by half or more i
 (the history is dropped and the next step starts small again).
 
 The direction uses the compact form of Byrd, Nocedal and Schnabel (1994) instead of the usual
-two-loop recursion: the same -H g, but from the stored pairs as two (k, n) matrices, so an
-iteration costs a fixed ~30 tensor operations instead of ~8 per stored pair. Once a CUDA graph
-runs the network, the two-loop recursion's hundreds of small kernel launches were the next
-largest cost of an iteration on a GPU.
+two-loop recursion: the same -H g, from the stored pairs as two (k, n) matrices, so an
+iteration costs a few large tensor products and some k x k algebra on the host instead of ~8
+small operations per stored pair. Once a CUDA graph runs the network, the two-loop recursion's
+hundreds of small kernel launches were the next largest cost of an iteration on a GPU.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class LBFGS:
         # lists the slots in use, oldest first. SY[i, j] = s_i.y_j and YY[i, j] = y_i.y_j.
         self.S = self.Y = self.SY = self.YY = None
         self.order: list[int] = []
-        self.used = 0  # slots ever written (the rows of S and Y worth multiplying)
+        self.used = 0  # slots written since the last clear (the rows worth multiplying)
 
     @property
     def count(self) -> int:
