@@ -104,7 +104,7 @@ def main() -> None:
     print(f"warm frame: optimizer {np.mean(optimizer[1:]) * 1e3:.1f} ms "
           f"({np.mean([f['iterations'] for f in result.frames[1:]]):.1f} it), rest "
           f"{np.mean(rest[1:]) * 1e3:.1f} ms, between frames {np.mean(between) * 1e3:.1f} ms "
-          f"(waiting for prefetch {np.mean(waits[2:]) * 1e3:.1f} ms); "
+          f"(waiting for prefetch {np.mean(waits[1:]) * 1e3:.1f} ms); "
           f"warm frames/s {1 / warm:.2f}")
 
 

@@ -341,20 +341,26 @@ def two_loop(pairs: list[tuple[torch.Tensor, torch.Tensor]], g: torch.Tensor) ->
     return -q
 
 
-def test_lbfgs_compact_direction_equals_the_two_loop_recursion_also_once_the_ring_wraps():
+@pytest.mark.parametrize("history", [5, 12])
+def test_lbfgs_compact_direction_equals_the_two_loop_recursion_also_once_the_ring_wraps(history):
     from vstyle.lbfgs import LBFGS
     gen = torch.Generator().manual_seed(0)
     curvature = torch.logspace(-1, 1, 300)
-    opt, kept = LBFGS(history=5), []
-    for k in range(8):  # 8 pairs into 5 slots: the three oldest are overwritten
+    opt, kept = LBFGS(history=history), []
+    for k in range(history + 3):  # the storage grows, then the three oldest are overwritten
         s = torch.randn(300, generator=gen)
         y = curvature * s + 0.01 * torch.randn(300, generator=gen)
         opt.remember(s, y)
-        kept = (kept + [(s, y)])[-5:]
+        kept = (kept + [(s, y)])[-history:]
         g = torch.randn(300, generator=gen)
         expected = two_loop(kept, g)
         assert opt.count == len(kept)
         assert torch.allclose(opt.direction(g).double(), expected, rtol=1e-4,
                               atol=1e-5 * float(expected.abs().max())), k
     opt.remember(torch.ones(300), -torch.ones(300))  # negative curvature: not kept
-    assert opt.count == 5
+    assert opt.count == history
+    opt.clear()  # after a refused step: the history starts again from slot 0
+    opt.remember(*kept[-1])
+    expected = two_loop(kept[-1:], g)
+    assert torch.allclose(opt.direction(g).double(), expected, rtol=1e-4,
+                          atol=1e-5 * float(expected.abs().max()))

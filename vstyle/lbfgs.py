@@ -76,11 +76,15 @@ class LBFGS:
         if not (ys > 1e-10 * yy and ys > 0):  # keep only positive curvature, scale-free
             return
         if self.S is None:
-            n, m = s.numel(), self.history
-            self.S, self.Y = s.new_zeros(m, n), s.new_zeros(m, n)
+            m = self.history
+            self.S = self.Y = s.new_zeros(0, s.numel())
             self.SY, self.YY = np.zeros((m, m)), np.zeros((m, m))
         # slots fill in turn; once all are in use the oldest pair's is overwritten
         slot = self.order.pop(0) if len(self.order) == self.history else len(self.order)
+        if slot == len(self.S):  # grow by 8 rows at a time: most frames stop after 10-30
+            rows = min(self.history, slot + 8) - slot
+            self.S, self.Y = (torch.cat([m, m.new_zeros(rows, m.shape[1])])
+                              for m in (self.S, self.Y))
         self.S[slot], self.Y[slot] = s, y
         y_s, s_y, y_y = products[2:].reshape(3, k)
         self.SY[slot, :k], self.SY[:k, slot] = y_s, s_y  # s_new . y_j, s_j . y_new

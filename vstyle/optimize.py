@@ -81,15 +81,18 @@ class CapturedStep:
         self.fn, self.x, self.inputs = fn, x.detach().clone(), inputs.clone()
         self.graph = None
         if capture:
-            side = torch.cuda.Stream()  # warm-up off the default stream, as capture requires
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(3):  # cuDNN's autotuner and lazy inits run before the capture
-                    fn(self.x, self.inputs)
-            torch.cuda.current_stream().wait_stream(side)
-            self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
-                self.out = fn(self.x, self.inputs)
+            # Streams and the capture belong to the current device: make it x's, or on cuda:1
+            # the work would run on a stream nobody captures and the graph would be empty.
+            with torch.cuda.device(x.device):
+                side = torch.cuda.Stream()  # warm up off the default stream, as capture needs
+                side.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(side):
+                    for _ in range(3):  # cuDNN's autotuner and lazy inits run before capture
+                        fn(self.x, self.inputs)
+                torch.cuda.current_stream().wait_stream(side)
+                self.graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(self.graph):
+                    self.out = fn(self.x, self.inputs)
 
     def load(self, inputs: FrameInputs) -> None:
         for mine, new in zip(self.inputs.tensors(), inputs.tensors()):
@@ -100,7 +103,8 @@ class CapturedStep:
         if self.graph is None:
             self.out = self.fn(self.x, self.inputs)
         else:
-            self.graph.replay()
+            with torch.cuda.device(self.x.device):
+                self.graph.replay()
         return self.out
 
 
