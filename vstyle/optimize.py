@@ -72,7 +72,8 @@ class CapturedStep:
     H200 at 512 px: the GPU was busy only a quarter of each iteration).
 
     The graph reads and writes fixed memory: `load` copies a frame's inputs into it and each
-    call copies x in; the results it returns are overwritten by the next call. With
+    call copies x in. Each call returns a copy of the gradient (L-BFGS keeps gradients from
+    one iteration to the next); the loss and the parts are overwritten by the next call. With
     capture=False it runs eagerly on the same buffers (how the CPU tests check that plumbing).
     """
 
@@ -101,11 +102,11 @@ class CapturedStep:
     def __call__(self, x: torch.Tensor):
         self.x.copy_(x.view_as(self.x))
         if self.graph is None:
-            self.out = self.fn(self.x, self.inputs)
-        else:
-            with torch.cuda.device(self.x.device):
-                self.graph.replay()
-        return self.out
+            return self.fn(self.x, self.inputs)
+        with torch.cuda.device(self.x.device):
+            self.graph.replay()
+        loss, grad, parts = self.out
+        return loss, grad.clone(), parts
 
 
 @dataclass
@@ -279,24 +280,30 @@ class Stylizer:
         """x -> (loss, gradient, parts) for this frame: on a GPU a replayed CUDA graph, kept
         for the last few input structures (first frame; warm frames with or without new
         pixels...), else eager."""
-        if not self.graphs:
+        step = self.captured_step(x, inputs) if self.graphs else None
+        if step is None:
             return lambda x: self.loss_and_grad(x, inputs)
+        step.load(inputs)
+        return step
+
+    def captured_step(self, x: torch.Tensor, inputs: FrameInputs) -> CapturedStep | None:
+        """The graph for this structure of inputs, recorded now if it is new; None (and no
+        graphs from then on) where capture fails: an op or driver graphs do not support."""
         key = (inputs.key(), tuple(x.shape), self.reference)
         step = self.captured.pop(key, None)
         if step is None:
             try:
                 step = CapturedStep(self.loss_and_grad, x, inputs)
-            except Exception as e:  # an op or driver that graphs do not support: run eagerly
+            except Exception as e:
                 warnings.warn(f"CUDA graph capture failed ({type(e).__name__}: "
                               f"{str(e).splitlines()[0][:100] if str(e) else ''}); running "
                               "without CUDA graphs (slower)", VStyleWarning)
                 self.graphs = False
                 self.captured.clear()
-                return lambda x: self.loss_and_grad(x, inputs)
+                return None
             while len(self.captured) >= 2:  # each graph holds its own memory
                 self.captured.popitem(last=False)
         self.captured[key] = step
-        step.load(inputs)
         return step
 
 
@@ -326,7 +333,7 @@ def run_optimizer(init: torch.Tensor, step: Callable, max_iterations: int, o: Op
         loss, grad, parts = step(flat.view(shape))
         last_parts.clear()
         last_parts.update(parts)  # a graph overwrites these in its next call: read at the end
-        return float(loss), grad.reshape(-1).clone()
+        return float(loss), grad.reshape(-1)
 
     x = init.detach().reshape(-1).clone()
     history: list[float] = []

@@ -168,7 +168,8 @@ def stylize_frames(frames: Iterator[Prepared], n: int, style_images: list[np.nda
     first = next(frames)
     styles = [fit_style(s, options, size, first.content) for s in style_images]
     stylizer = Stylizer(styles, options)
-    keep = max(temporal_gaps(options))
+    gaps = temporal_gaps(options)
+    keep = max(gaps)
     recent: dict[int, np.ndarray] = {}  # frame index -> result, for the last `keep` frames
     first_result = None
     saver, saving = ThreadPoolExecutor(max_workers=1), None
@@ -184,7 +185,8 @@ def stylize_frames(frames: Iterator[Prepared], n: int, style_images: list[np.nda
                     first_result = recent[0] if 0 in recent else work.load(0)
                 continue
             emit(Event("frame", frame=t + 1, n_frames=n))
-            result, stats = stylize_one(t, n, frame, stylizer, recent, first_result, options,
+            earlier = {j: recent[t - j] for j in gaps if t - j in recent}
+            result, stats = stylize_one(t, n, frame, stylizer, earlier, first_result, options,
                                         size, emit)
             image = to_image(result)
             if options.preserve_colors:
@@ -205,10 +207,11 @@ def stylize_frames(frames: Iterator[Prepared], n: int, style_images: list[np.nda
 
 
 def stylize_one(t: int, n: int, frame: Prepared, stylizer: Stylizer,
-                recent: dict[int, np.ndarray], first_result: np.ndarray | None,
+                earlier: dict[int, np.ndarray], first_result: np.ndarray | None,
                 options: Options, size: tuple[int, int], emit: OnEvent
                 ) -> tuple[torch.Tensor, FrameStats]:
-    """Frame t: from scratch (t = 0), or warm-started from the results before it."""
+    """Frame t: from scratch (t = 0), or warm-started from `earlier` results (keyed by how
+    many frames back)."""
     device = stylizer.device
     content = to_tensor(frame.content, device)
 
@@ -218,7 +221,6 @@ def stylize_one(t: int, n: int, frame: Prepared, stylizer: Stylizer,
 
     if t == 0:
         return first_frame(stylizer, content, options, size, on_step)
-    earlier = {j: recent[t - j] for j in temporal_gaps(options) if t - j in recent}
     init, temporal = warm_start(frame.content, earlier, frame.warps, options, device)
     if frame.loop_warp is not None:
         temporal.append(loop_target(t, n, frame.loop_warp, first_result, options, device))
