@@ -8,7 +8,10 @@ it, see FACTS.md), the same error between frames 4 apart (long-term consistency,
 from t-4 to t), the time per frame, and how evenly the frame is stylized: the style loss of
 each quarter of the frame (vertical bands) on its own, worst over best, averaged over frames (the
 content's own variety keeps it above 1; `none` paints every frame from scratch; on the pan new
-ground enters at the right every frame). Frames are measured before any lossy encoding.
+ground enters at the right every frame), and whether the style fades as the clip goes on: the
+style loss of the last third of the warm frames over that of the first third (a budget too small
+to finish new ground leaves it half painted, and the temporal loss then holds it so). Frames are
+measured before any lossy encoding.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ MODES = [  # (label, options)
     ("flow + temporal loss 100", dict(warm_start="flow", temporal_weight=100.0)),
     # previous' budget: it stops after ~10 iterations (its loss flattens at once, smeared)
     ("default, <= 10 iterations", dict(warm_start="flow", temporal_weight=10.0, iterations=10)),
+    # the stop rule's dial: stop sooner where the loss falls slowly (a cap stops regardless)
+    ("default, --tol 0.05", dict(warm_start="flow", temporal_weight=10.0, tol=0.05)),
     ("default + long-term 1,2,4", dict(warm_start="flow", temporal_weight=10.0,
                                        temporal_frames=(1, 2, 4))),
     # without the new pixels' own style term (see Stylizer.perceptual)
@@ -83,8 +88,8 @@ def run(clip: Path, n: int, style: Path, settings: dict, work: Path) -> list[dic
     judge_options = Options(weights=settings["weights"])
     judge = Stylizer([video.fit_style(media.load_image(style), judge_options, size, inputs[0])],
                      judge_options)
-    for label, mode in MODES:
-        out = work / f"{label.replace(' ', '_')}"
+    for k, (label, mode) in enumerate(MODES):
+        out = work / f"mode{k}"  # a folder: no dots (labels have some)
         mode = dict(mode)
         plain = mode.pop("_no_fresh", False)
         start = time.perf_counter()
@@ -98,9 +103,12 @@ def run(clip: Path, n: int, style: Path, settings: dict, work: Path) -> list[dic
         later = result.frames[1:] or result.frames
         its = np.mean([f["iterations"] for f in later])
         style_loss = np.mean([f["parts"]["style"] for f in later])  # the price of steadiness
+        third = max(1, len(later) // 3)
+        drift = (np.mean([f["parts"]["style"] for f in later[-third:]])
+                 / np.mean([f["parts"]["style"] for f in later[:third]]))
         rows.append(dict(mode=label, error=c["warping_error"], input=c["input_warping_error"],
                          long_term=long_term, bands=band_spread(judge, outputs[1:]),
-                         s_per_frame=seconds / n, its=its, style=style_loss))
+                         s_per_frame=seconds / n, its=its, style=style_loss, drift=drift))
     none = rows[0]["error"]
     for row in rows:
         row["vs_none"] = row["error"] / none if none else float("nan")
@@ -130,13 +138,13 @@ def main() -> None:
         for name, clip, n in clips(args.frames):
             rows = run(clip, n, args.style, settings, Path(tmp))
             print(f"\n{name}, {n} frames (input's own warping error {rows[0]['input']:.5f})")
-            print(f"| {'warm start':<27} | warping error | vs none | vs input | 4 frames apart | s/frame | it/frame | style loss | band spread |")
-            print(f"|{'-' * 29}|---------------|---------|----------|----------------|---------|----------|------------|-------------|")
+            print(f"| {'warm start':<27} | warping error | vs none | vs input | 4 frames apart | s/frame | it/frame | style loss | band spread | style drift |")
+            print(f"|{'-' * 29}|---------------|---------|----------|----------------|---------|----------|------------|-------------|-------------|")
             for r in rows:
                 print(f"| {r['mode']:<27} | {r['error']:13.5f} | {r['vs_none']:7.2f} | "
                       f"{r['error'] / r['input']:8.2f} | {r['long_term']:14.5f} | "
                       f"{r['s_per_frame']:7.2f} | {r['its']:8.1f} | {r['style']:10.3g} | "
-                      f"{r['bands']:11.2f} |")
+                      f"{r['bands']:11.2f} | {r['drift']:11.2f} |")
 
 
 if __name__ == "__main__":

@@ -57,7 +57,9 @@ class Options:
     min_iterations: int = 10  # floor before early stopping may end a frame
     # Measured (bench/speed.py, bench/temporal.py): 1.5% over 5 iterations keeps the final
     # loss below the naive loop's at a fifth of its time; 1% cost ~15% more iterations for a
-    # style loss ~1.5% lower; 0.1% never stops on warm frames.
+    # style loss ~1.5% lower; 0.1% never stops on warm frames; 5% cut warm frames' iterations
+    # ~30% for 2-6% more style loss, without the fading that a low `iterations` ceiling
+    # leaves under camera motion (bench/temporal.py, README).
     tol: float = 0.015  # stop when the loss falls by less than this fraction over 5 iterations
     init: str = "content"  # content | noise (first frame)
     scales: int = 1  # first frame: optimize at this many sizes, each x2, ending at `size`
