@@ -14,6 +14,7 @@ import torch
 import vstyle
 from conftest import frames, shared_file, write_gif, write_mp4
 from vstyle import media, metrics
+from vstyle.flow import FlowEstimator
 from vstyle.optimize import Stylizer, to_tensor
 
 pytestmark = pytest.mark.filterwarnings("ignore::vstyle.VStyleWarning")
@@ -43,6 +44,25 @@ def test_frame_two_starts_from_the_right_place(clip, style, tmp_path, monkeypatc
     else:  # flow: the previous result moved along the flow, so close to it, but not equal
         assert not torch.equal(init2, first_result)
         assert (init2 - first_result).abs().mean() < (content2 - first_result).abs().mean()
+
+
+def test_flow_runs_on_one_opencv_thread_beside_a_cpu_optimizer(clip, style, tmp_path,
+                                                                monkeypatch):
+    seen = []
+    original = FlowEstimator.warp
+
+    def spy(self, prev, cur):
+        seen.append(cv2.getNumThreads())
+        return original(self, prev, cur)
+    monkeypatch.setattr(FlowEstimator, "warp", spy)
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(2)  # a pool to give back, even on a one-core machine
+    try:
+        vstyle.stylize(clip, style, tmp_path / "out", max_frames=3, device="cpu", **TINY)
+        assert seen and set(seen) == {1}  # the flows ran, in the prefetch thread, on one thread
+        assert cv2.getNumThreads() == 2  # and the caller's setting is back
+    finally:
+        cv2.setNumThreads(before)
 
 
 def test_mp4_to_gif_keeps_count_fps_and_loop(clip, style, tmp_path):

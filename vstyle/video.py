@@ -20,7 +20,7 @@ import torch
 from . import media, metrics
 from .colors import keep_chroma, match_colors
 from .errors import VStyleError
-from .flow import FlowEstimator, Warp
+from .flow import FlowEstimator, Warp, beside_optimizer
 from .optimize import FrameStats, Stylizer, TemporalTarget, resize_tensor, to_image, to_tensor
 from .options import Options
 from .vgg import resolve_device
@@ -154,7 +154,8 @@ def run_frames(source: media.Source, style_images: list[np.ndarray], options: Op
                size: tuple[int, int], work: WorkDir, emit: OnEvent) -> None:
     """Stylize every frame not yet in the work folder, each warm-started from the one before."""
     n = source.n_frames
-    with closing(prefetch(prepare(source.frames(size), n, options, work.done))) as frames:
+    with beside_optimizer(resolve_device(options.device).type), \
+            closing(prefetch(prepare(source.frames(size), n, options, work.done))) as frames:
         stylize_frames(frames, n, style_images, options, size, work, emit)
 
 
