@@ -60,7 +60,8 @@ def beside_optimizer(device_type: str) -> Iterator[None]:
 
     On the CPU the optimizer already keeps every core busy, and OpenCV's own thread pool next
     to it only contends: one thread there (measured on 2 cores: warm frames 7-14 % faster, the
-    same flows). On a GPU the cores are free, and the flows need them at large sizes."""
+    same flows). On a GPU the cores are free, and the flows need them at large sizes. The
+    setting is OpenCV's, process-wide: batches run their jobs in processes, not threads."""
     if device_type != "cpu":
         yield
         return
