@@ -102,10 +102,10 @@ def run(clip: Path, n: int, style: Path, settings: dict, work: Path) -> list[dic
         long_term = metrics.consistency(inputs, outputs, gap=4)["warping_error"]
         later = result.frames[1:] or result.frames
         its = np.mean([f["iterations"] for f in later])
-        style_loss = np.mean([f["parts"]["style"] for f in later])  # the price of steadiness
-        third = max(1, len(later) // 3)
-        drift = (np.mean([f["parts"]["style"] for f in later[-third:]])
-                 / np.mean([f["parts"]["style"] for f in later[:third]]))
+        styles = [f["parts"]["style"] for f in later]
+        style_loss = np.mean(styles)  # the price of steadiness
+        third = max(1, len(styles) // 3)
+        drift = np.mean(styles[-third:]) / np.mean(styles[:third])
         rows.append(dict(mode=label, error=c["warping_error"], input=c["input_warping_error"],
                          long_term=long_term, bands=band_spread(judge, outputs[1:]),
                          s_per_frame=seconds / n, its=its, style=style_loss, drift=drift))
