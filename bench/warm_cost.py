@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
@@ -71,18 +70,15 @@ def warm_rows(settings: dict, n: int, step: float) -> list[dict]:
                 (mock.patch.object(flow.FlowEstimator, "__call__", known_pan(step))
                  if exact else nullcontext()), \
                 (nullcontext() if term else mock.patch.object(video, "fresh_mask", lambda *a: None)):
-            start = time.perf_counter()
             out = Path(tmp) / "out"  # a folder of PNGs: measured before any encoding
             result = vstyle.stylize(CLIP, STYLE, out, max_frames=n, warm_start=warm, **settings)
-            seconds = time.perf_counter() - start
             consistency = result.consistency or metrics.consistency(
                 frames(n, settings["size"]), [media.load_image(p) for p in sorted(out.iterdir())])
         warm_frames = result.frames[1:]
         rows.append(dict(label=label, its=np.mean([f["iterations"] for f in warm_frames]),
                          seconds=np.mean([f["seconds"] for f in warm_frames]),
                          style=np.mean([f["parts"]["style"] for f in warm_frames]),
-                         error=consistency["warping_error"],
-                         wall=seconds / n))
+                         error=consistency["warping_error"]))
     return rows
 
 
