@@ -57,17 +57,20 @@ BANDS = 4
 
 
 @torch.no_grad()
+def style_loss(stylizer: Stylizer, image: np.ndarray) -> float:
+    """An RGB image's style loss against the stylizer's targets, summed over the style layers."""
+    feats = stylizer.features(to_tensor(np.ascontiguousarray(image), stylizer.device))
+    return sum(float(losses.style_layer_loss(feats[l], stylizer.style_grams[l]))
+               for l in stylizer.options.style_layers)
+
+
 def band_spread(stylizer: Stylizer, frames: list[np.ndarray]) -> float:
     """Worst over best style loss of the frame's vertical bands, averaged over frames."""
     spreads = []
     for frame in frames:
         w = frame.shape[1]
-        band_losses = []
-        for b in range(BANDS):
-            feats = stylizer.features(to_tensor(frame[:, b * w // BANDS:(b + 1) * w // BANDS],
-                                                stylizer.device))
-            band_losses.append(sum(float(losses.style_layer_loss(feats[l], stylizer.style_grams[l]))
-                                   for l in stylizer.options.style_layers))
+        band_losses = [style_loss(stylizer, frame[:, b * w // BANDS:(b + 1) * w // BANDS])
+                       for b in range(BANDS)]
         spreads.append(max(band_losses) / min(band_losses))
     return float(np.mean(spreads))
 

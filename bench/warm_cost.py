@@ -22,16 +22,16 @@ from pathlib import Path
 from unittest import mock
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "samples"))
 
 import vstyle  # noqa: E402
-from make_samples import FRAME_H, FRAME_W, PAN_STEP  # noqa: E402
-from vstyle import flow, losses, media, metrics, video  # noqa: E402
-from vstyle.optimize import Stylizer, to_tensor  # noqa: E402
+from make_samples import PAN_STEP  # noqa: E402  (px a frame at the clip's own width)
+from temporal import style_loss  # noqa: E402
+from vstyle import flow, media, metrics, video  # noqa: E402
+from vstyle.optimize import Stylizer  # noqa: E402
 from vstyle.options import Options  # noqa: E402
 
 CLIP, STYLE = ROOT / "samples" / "clip.mp4", ROOT / "samples" / "style.jpg"
@@ -59,8 +59,12 @@ def known_pan(step: float):
     return call
 
 
+def frame_size(size: int) -> tuple[int, int]:
+    return media.fit_size(media.open_source(CLIP).size, size)
+
+
 def frames(n: int, size: int) -> list[np.ndarray]:
-    return list(media.open_source(CLIP, n).frames(media.fit_size((FRAME_W, FRAME_H), size)))
+    return list(media.open_source(CLIP, n).frames(frame_size(size)))
 
 
 def warm_rows(settings: dict, n: int, step: float) -> list[dict]:
@@ -92,17 +96,10 @@ def shift_rows(settings: dict, shifts=(0, 1, 2, 3, 4)) -> list[tuple[str, list[f
         painted = vstyle.stylize_image(content, media.load_image(STYLE), options)
         judge = Stylizer([video.fit_style(media.load_image(STYLE), options,
                                           (content.shape[1], content.shape[0]), content)], options)
-        m = max(shifts)
-
-        @torch.no_grad()
-        def style_loss(image: np.ndarray) -> float:
-            feats = judge.features(to_tensor(np.ascontiguousarray(image), judge.device))
-            return sum(float(losses.style_layer_loss(feats[l], judge.style_grams[l]))
-                       for l in options.style_layers)
-
-        w = painted.shape[1]
-        base = style_loss(painted[:, m:w - m])
-        rows.append((pooling, [style_loss(painted[:, m + s:w - m + s]) / base for s in shifts]))
+        m, w = max(shifts), painted.shape[1]
+        base = style_loss(judge, painted[:, m:w - m])
+        rows.append((pooling, [style_loss(judge, painted[:, m + s:w - m + s]) / base
+                               for s in shifts]))
     return rows
 
 
@@ -118,8 +115,8 @@ def main() -> None:
     settings = dict(size=args.size, iterations=args.iterations,
                     first_iterations=2 * args.iterations, style_weight=args.style_weight,
                     weights=args.weights)
-    size = media.fit_size((FRAME_W, FRAME_H), args.size)
-    step = PAN_STEP * size[0] / FRAME_W
+    size = frame_size(args.size)
+    step = PAN_STEP * size[0] / media.open_source(CLIP).size[0]
     print(f"# warm frames on the generated pan: {args.frames} frames at {size[0]}x{size[1]}, "
           f"the scene moves {step:g} px a frame, <= {args.iterations} iterations, style weight "
           f"{args.style_weight:g}, weights {args.weights}")

@@ -74,7 +74,7 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
     style_paths = [Path(styles)] if isinstance(styles, (str, Path)) else [Path(s) for s in styles]
     if not style_paths:
         raise VStyleError("no style image given: pass at least one painting")
-    resolve_device(options.device)  # a missing GPU is known before anything is decoded
+    device = resolve_device(options.device)  # a missing GPU is known before anything is decoded
     source = (input if isinstance(input, media.Source)
               else media.open_source(input, options.max_frames))
     if frame_range is not None:
@@ -95,7 +95,7 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
     start = time.perf_counter()
     emit(Event("start", n_frames=source.n_frames, frame=reused))
     try:
-        run_frames(source, style_images, options, size, work, emit)
+        run_frames(source, style_images, options, size, work, emit, device)
     except KeyboardInterrupt:
         kept = (f"{work.done} of {source.n_frames} frames are kept in {work.path}; run the same "
                 "command again to resume") if work.done else "nothing was written"
@@ -151,10 +151,11 @@ def manifest(source: media.Source, style_paths: list[Path], options: Options,
 
 
 def run_frames(source: media.Source, style_images: list[np.ndarray], options: Options,
-               size: tuple[int, int], work: WorkDir, emit: OnEvent) -> None:
+               size: tuple[int, int], work: WorkDir, emit: OnEvent,
+               device: torch.device) -> None:
     """Stylize every frame not yet in the work folder, each warm-started from the one before."""
     n = source.n_frames
-    with beside_optimizer(resolve_device(options.device).type), \
+    with beside_optimizer(device.type), \
             closing(prefetch(prepare(source.frames(size), n, options, work.done))) as frames:
         stylize_frames(frames, n, style_images, options, size, work, emit)
 
