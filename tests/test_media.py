@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import write_gif
 from vstyle import media
 from vstyle.errors import VStyleError, VStyleWarning
 from vstyle.media import Timing
@@ -107,6 +108,28 @@ def test_gif_varying_durations_and_loop_survive_exactly(tmp_path):
     assert source.kind == "gif" and source.n_frames == 5 and source.size == (48, 32)
     assert source.timing.durations_ms == durations and source.timing.loop == 0
     assert source.timing.fps == pytest.approx(1000 * 5 / 150)
+
+
+def frame_starts_ms(path: Path) -> list[int]:
+    """When each video frame of an MP4 is shown, in ms, from its packets' timestamps."""
+    log = subprocess.run([FFMPEG, "-v", "error", "-i", str(path), "-map", "0:v:0", "-c", "copy",
+                          "-f", "framecrc", "-"], capture_output=True, text=True).stdout
+    assert "#tb 0: 1/1000" in log  # a millisecond clock
+    return sorted(int(line.split(",")[2]) for line in log.splitlines() if not line.startswith("#"))
+
+
+def test_gif_varying_durations_play_the_same_in_an_mp4(tmp_path):
+    durations = [50, 20, 20, 40, 20, 30]  # a pause at each end of a swing
+    gif = write_gif(tmp_path / "in.gif", moving_square(6), durations)
+    source = media.open_source(gif)
+    out = tmp_path / "out.mp4"
+    media.write_output(lambda: source.frames(), out, "mp4", source.timing)
+    assert frame_starts_ms(out) == [sum(durations[:i]) for i in range(6)]
+    assert iio.immeta(out)["duration"] == pytest.approx(0.18)  # the last frame's 30 ms too
+    # uniform durations keep a constant frame rate
+    media.write_output(lambda: source.frames(), out, "mp4", Timing(25.0, [40] * 6))
+    assert iio.immeta(out)["fps"] == pytest.approx(25)
+    assert iio.immeta(out)["duration"] == pytest.approx(0.24)
 
 
 def test_gif_at_24_fps_has_an_exact_total(tmp_path):

@@ -54,6 +54,12 @@ class Timing:
         durations = self.durations_ms[start:end]
         return Timing(1000 * len(durations) / max(sum(durations), 1), durations, self.loop)
 
+    def seconds(self, n: int) -> float:
+        """How long the first n frames play."""
+        if self.durations_ms is not None and n <= len(self.durations_ms):
+            return sum(self.durations_ms[:n]) / 1000
+        return n / self.fps
+
     def for_output(self, fps_override: float | None) -> "Timing":
         """--fps replaces whatever the input had with uniform frames."""
         if fps_override is None:
@@ -464,6 +470,25 @@ def _raw_input(size: tuple[int, int], fps: float) -> list[str]:
     return ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{size[0]}x{size[1]}", "-r", rate, "-i", "-"]
 
 
+def _paced(timing: Timing) -> tuple[float, list[str]]:
+    """The raw input's rate and the output options that give each MP4 frame its own duration.
+
+    Uniform frames: just the rate. A GIF whose durations vary (a pause at each end of a swing)
+    would otherwise play at its average rate: each frame's timestamp is then set to the sum of
+    the durations before it, on a millisecond clock, and the input rate is 1000 / the last
+    duration because the last frame lasts one input period."""
+    d = timing.durations_ms
+    if not d or len(set(d)) == 1:
+        return timing.fps, []
+    base = max(set(d), key=d.count)  # written out only where a frame differs from it
+    starts = f"{base}*N" + "".join(f"{x - base:+d}*gt(N,{j})" for j, x in enumerate(d[:-1])
+                                   if x != base)
+    if len(starts) > 60_000:  # tens of thousands of uneven frames: past ffmpeg's argument limit
+        return timing.fps, []
+    return 1000 / d[-1], ["-vf", f"settb=1/1000,setpts='{starts}'", "-fps_mode", "passthrough",
+                          "-enc_time_base", "1:1000", "-video_track_timescale", "1000"]
+
+
 def _ffmpeg(args: list[str], frames: Iterable[np.ndarray] | None = None) -> None:
     """Run ffmpeg, streaming raw frames into its stdin; a failure is an OSError with its reason."""
     # Own session: Ctrl-C reaches Python, which then stops ffmpeg itself (no half-written mess).
@@ -531,19 +556,20 @@ def _write_mp4(frames: Callable[[], Iterable[np.ndarray]], out: Path, timing: Ti
     size, it = _first(frames(), even=True)  # yuv420p needs even sides: drop a column/row
     count = [0]
     counted = _counted(it, count)
-    video = ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(crf), "-preset", "medium"]
+    rate, pacing = _paced(timing)
+    video = [*_raw_input(size, rate), *pacing, "-c:v", "libx264", "-pix_fmt", "yuv420p",
+             "-crf", str(crf), "-preset", "medium"]
     if audio_from is None:
-        _ffmpeg([*_raw_input(size, timing.fps), *video, "-movflags", "+faststart", "-f", "mp4",
-                 str(out)], counted)
+        _ffmpeg([*video, "-movflags", "+faststart", "-f", "mp4", str(out)], counted)
         return
     # The length is known only at the end of the stream, so the audio is muxed in a second,
     # copy-only pass cut with -t (not -shortest, which drops video frames of a short track).
     with _scratch(out, ".video.mp4") as silent:
-        _ffmpeg([*_raw_input(size, timing.fps), *video, "-f", "mp4", str(silent)], counted)
+        _ffmpeg([*video, "-f", "mp4", str(silent)], counted)
         codec = _audio_codec(audio_from)
         _ffmpeg(["-i", str(silent), "-i", str(audio_from), "-map", "0:v:0", "-map", "1:a:0?",
                  "-c:v", "copy", "-c:a", "copy" if codec in MP4_AUDIO_COPY else "aac",
-                 "-t", f"{count[0] / timing.fps:.6f}", "-movflags", "+faststart", "-f", "mp4",
+                 "-t", f"{timing.seconds(count[0]):.6f}", "-movflags", "+faststart", "-f", "mp4",
                  str(out)])
 
 
