@@ -182,6 +182,21 @@ def test_changed_options_start_fresh(clip, style, tmp_path):
     assert result.reused == 0 and notices and "starting fresh" in notices[0]
 
 
+@pytest.mark.parametrize("restart", [False, True])
+def test_a_work_dir_holding_other_files_is_refused_and_left_alone(clip, style, tmp_path, restart):
+    # `--work-dir .` must neither count the user's 00001.png as a finished frame nor delete
+    # the folder at the end.
+    work = tmp_path / "mine"
+    work.mkdir()
+    (work / "notes.txt").write_text("keep me")
+    cv2.imwrite(str(work / "00001.png"), np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(vstyle.VStyleError, match="holds files that are not a vstyle run's"):
+        vstyle.stylize(clip, style, tmp_path / "out.gif", max_frames=2, work_dir=work,
+                       restart=restart, **TINY)
+    assert sorted(p.name for p in work.iterdir()) == ["00001.png", "notes.txt"]
+    assert not (tmp_path / "out.gif").exists()
+
+
 def test_report_has_per_frame_stats_and_consistency(clip, style, tmp_path):
     report = tmp_path / "report.json"
     vstyle.stylize(clip, style, tmp_path / "out.gif", max_frames=4, report=report, **TINY)

@@ -56,7 +56,8 @@ def read_frame(path: Path) -> np.ndarray:
     """A stylized frame that vstyle wrote (PNG), as RGB uint8."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
-        raise VStyleError(f"work frame {path} is unreadable: run again with --restart")
+        raise VStyleError(f"work frame {path} is unreadable: run again with --restart (or "
+                          f"delete {path.parent})")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
@@ -67,6 +68,11 @@ class WorkDir:
         self.path = path
         self.notice = ""
         old = self._read_manifest()
+        # The folder is deleted at the end: never take over one that holds someone's files
+        # (`--work-dir .`), nor count their NNNNN.png as finished frames.
+        if old is None and path.is_dir() and any(path.iterdir()):
+            raise VStyleError(f"work folder {path} already holds files that are not a vstyle "
+                              "run's: pass --work-dir with a new or empty folder")
         if old is not None and (restart or old != manifest):
             self.notice = ("--restart: starting fresh" if restart else
                            "inputs or options changed since the last run: starting fresh")
@@ -81,10 +87,12 @@ class WorkDir:
         self.done = self._count_done()
 
     def _read_manifest(self) -> dict | None:
+        """The manifest of an earlier run of ours, or None."""
         try:
-            return json.loads((self.path / "manifest.json").read_text())
+            manifest = json.loads((self.path / "manifest.json").read_text())
         except (OSError, ValueError):
             return None
+        return manifest if isinstance(manifest, dict) and "version" in manifest else None
 
     def frame_path(self, index: int) -> Path:
         return self.path / f"{index + 1:05d}.png"
