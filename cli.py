@@ -139,6 +139,10 @@ def main_command(
         cuda_graphs=cuda_graphs, weights=weights, seed=seed,
         max_frames=max_frames, fps=fps, crf=crf, gif_dither=gif_dither, compare=compare)
     if BATCH:
+        if report or work_dir or keep_work or restart:
+            raise vstyle.VStyleError("--report, --work-dir, --keep-work and --restart are for one "
+                                     "input; vstyle batch resumes each input from its own work "
+                                     "folder in OUTDIR")
         run_batch([input, *styles[:-1]], styles[-1], output, options, quiet, workers, ray,
                   ray_address, chunk_frames)
         return
@@ -168,9 +172,6 @@ def run_batch(inputs: list[Path], style: Path, outdir: Optional[Path], options: 
     from vstyle import batch
     if outdir is None:
         raise vstyle.VStyleError("vstyle batch needs -o OUTDIR: the folder for the outputs")
-    if not inputs:
-        raise vstyle.VStyleError("vstyle batch needs inputs before the style: "
-                                 "vstyle batch a.mp4 b.gif style.jpg -o out/")
     expanded = batch.expand_inputs(inputs)
     progress = Progress(TextColumn("[bold]batch"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("jobs"), TimeElapsedColumn(), TimeRemainingColumn(),
@@ -180,11 +181,15 @@ def run_batch(inputs: list[Path], style: Path, outdir: Optional[Path], options: 
         progress.advance(task)
     with progress:
         task = progress.add_task("batch", total=None)
-        outcomes = batch.run_batch(expanded, [style], outdir, options,
-                                   workers=workers or batch.default_workers(), use_ray=use_ray,
-                                   ray_address=address, chunk_frames=chunk_frames,
-                                   on_plan=lambda n: progress.update(task, total=n),
-                                   on_done=on_done)
+        try:
+            outcomes = batch.run_batch(expanded, [style], outdir, options,
+                                       workers=workers or batch.default_workers(), use_ray=use_ray,
+                                       ray_address=address, chunk_frames=chunk_frames,
+                                       on_plan=lambda n: progress.update(task, total=n),
+                                       on_done=on_done)
+        except KeyboardInterrupt:
+            raise vstyle.Interrupted("interrupted: run the same command again to go on (finished "
+                                     "inputs are skipped, the others resume)") from None
     failed = [o for o in outcomes if o.status == "failed"]
     if not quiet:
         table = Table("input", "status", "frames", "output / error")
@@ -267,11 +272,12 @@ def main() -> None:
         err.print("[red]interrupted[/red]: nothing was written")
         sys.exit(130)
     except Exception as e:  # click's usage errors and anything unexpected: still one line
-        import click
-        if isinstance(e, click.exceptions.ClickException):
+        # Usage errors by what they do, not by class: newer typers bundle their own click.
+        if callable(getattr(e, "show", None)) and isinstance(getattr(e, "exit_code", None), int):
             e.show()
             sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
+        if isinstance(e, typer.Abort):  # Ctrl-C outside the run, as click reports it
+            err.print("[red]interrupted")
             sys.exit(130)
         if os.environ.get("VSTYLE_DEBUG"):
             raise

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
+import sys
+import time
 
 import imageio.v3 as iio
 import imageio_ffmpeg
 import pytest
 
-from conftest import FAST, frames, run_cli, write_gif, write_mp4
+from conftest import FAST, ROOT, frames, run_cli, write_gif, write_mp4
 from vstyle import media
-from vstyle.batch import OVERLAP, chunk_jobs
+from vstyle.batch import OVERLAP, chunk_jobs, expand_inputs, plan
+from vstyle.options import Options
 
 
 @pytest.fixture
@@ -76,3 +82,62 @@ def test_chunked_run_matches_an_unchunked_one(style, tmp_path):
     assert meta_b["fps"] == meta_a["fps"] == pytest.approx(12)
     assert meta_b["audio_codec"] == meta_a["audio_codec"]
     assert meta_b["duration"] == pytest.approx(meta_a["duration"], abs=0.05)
+
+
+def test_plan_leaves_out_its_own_outputs_and_fails_clashing_inputs(style, tmp_path):
+    clips = tmp_path / "clips"
+    for folder in ("a", "b"):
+        (clips / folder).mkdir(parents=True)
+        write_mp4(clips / folder / "clip.mp4", frames(3))
+    write_mp4(clips / "x.mp4", frames(3))
+    write_mp4(clips / "x-style.mp4", frames(3))  # an earlier batch's output, OUTDIR = clips
+    inputs = expand_inputs([clips, clips / "a" / "clip.mp4", clips / "b" / "clip.mp4"])
+    outcomes, jobs = plan(inputs, [style], clips, Options(weights="random"), None)
+    assert [(o.input.name, o.status) for o in outcomes] == [
+        ("x.mp4", "skipped"), ("clip.mp4", "failed"), ("clip.mp4", "failed")]
+    assert "would both write" in outcomes[1].error and not jobs
+
+
+def test_chunks_of_another_plan_are_not_reused(style, tmp_path):
+    clip = write_mp4(tmp_path / "long.mp4", frames(12))
+    out = tmp_path / "out"
+    out.mkdir()
+    options = Options(weights="random", size=32)
+    _, first = plan([clip], [style], out, options, 5)
+    for job in first:  # as if an interrupted batch had finished these chunks
+        job.output.mkdir()
+    _, same = plan([clip], [style], out, options, 5)
+    assert [j.output for j in same] == [j.output for j in first]
+    for changed in (dict(chunk=6), dict(options=options.replace(style_weight=10.0))):
+        _, again = plan([clip], [style], out, changed.get("options", options),
+                        changed.get("chunk", 5))
+        assert not {j.output for j in again} & {j.output for j in first}
+        assert sorted(p.name for p in out.iterdir()) == []  # the old plan's chunks are gone
+
+
+def test_kill_stops_a_batch_with_workers(style, tmp_path):
+    inputs = [write_mp4(tmp_path / f"{k}.mp4", frames(30)) for k in "abcd"]
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "cli.py"), "batch", *map(str, inputs), str(style), "-o",
+         str(out), "--workers", "2", "--size", "32", "--first-iterations", "50", "--iterations",
+         "50", "--tol", "0", "--quiet"], env={**os.environ, "VSTYLE_WEIGHTS": "random"},
+        stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.glob(".*.vstyle-work/00001.png")) and time.monotonic() < deadline:
+            time.sleep(0.2)  # until the workers are stylizing
+        proc.send_signal(signal.SIGTERM)
+        killed = time.monotonic()
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # whatever is left of a failed stop
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130 and "interrupted: run the same command again" in stderr
+    assert time.monotonic() - killed < 20  # not after every queued input has run
+    assert "Traceback" not in stderr
+    work = list(out.glob(".*.vstyle-work"))
+    assert 1 <= len(work) <= 2 and not list(out.glob("*.mp4"))  # queued inputs never started
+    frames_now = sorted(str(p) for p in out.rglob("*.png"))
+    time.sleep(2)
+    assert sorted(str(p) for p in out.rglob("*.png")) == frames_now  # no worker goes on

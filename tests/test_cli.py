@@ -235,6 +235,22 @@ def test_bad_input_is_one_line_and_writes_nothing(case, tmp_path, clip, style):
     assert listing(tmp_path) == before
 
 
+@pytest.mark.parametrize("args, message", [
+    (["clip.mp4"], "Missing argument 'styles'"),
+    (["clip.mp4", "style.png", "--bogus"], "No such option: --bogus"),
+    (["clip.mp4", "style.png", "--size", "big"], "Invalid value for '--size'")])
+def test_usage_errors_say_what_is_wrong(args, message, tmp_path):
+    result = run_cli(*args, cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert "unexpected" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_batch_refuses_options_of_a_single_run(clip, style, tmp_path):
+    line = error_line(run_cli("batch", clip, style, "-o", tmp_path / "out", "--restart"))
+    assert "--report, --work-dir, --keep-work and --restart are for one input" in line
+    assert not (tmp_path / "out").exists()
+
+
 # --- odd but valid inputs ------------------------------------------------------------------------
 
 def style_images(d: Path) -> list[Path]:

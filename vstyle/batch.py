@@ -10,8 +10,13 @@ batch is run again.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import shutil
+import signal
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -22,7 +27,7 @@ from . import media
 from .errors import VStyleError
 from .options import Options
 from .video import Interrupted, default_work_dir, stylize
-from .workdir import read_frame
+from .workdir import file_hash, fingerprint, read_frame
 
 OVERLAP = 8  # frames a chunk starts early (and fades in over)
 
@@ -76,16 +81,37 @@ def output_for(input: Path, styles: list[Path], outdir: Path) -> Path:
 
 
 def chunk_jobs(input: Path, output: Path, n_frames: int, chunk: int,
-               source: media.Source | None = None) -> list[Job]:
+               source: media.Source | None = None, key: str = "") -> list[Job]:
     """Chunks of `chunk` frames; each but the first starts OVERLAP frames early (at most one
-    chunk early: the frames it overlaps must all come from the chunk before)."""
+    chunk early: the frames it overlaps must all come from the chunk before). A chunk's folder
+    is named by its frames and `key` (what else shapes its result), so a finished chunk is
+    reused only by the same plan."""
     jobs = []
     for start in range(0, n_frames, chunk):
-        first = max(0, start - min(OVERLAP, chunk))
-        folder = output.parent / f".{output.name.replace('.', '_')}-chunk{start // chunk + 1:04d}"
-        jobs.append(Job(input, folder, (first, min(start + chunk, n_frames)), start - first,
-                        source))
+        first, end = max(0, start - min(OVERLAP, chunk)), min(start + chunk, n_frames)
+        folder = output.parent / f"{chunk_prefix(output)}{first}-{end}-{key}"
+        jobs.append(Job(input, folder, (first, end), start - first, source))
     return jobs
+
+
+def chunk_prefix(output: Path) -> str:
+    return f".{output.name.replace('.', '_')}-chunk-"
+
+
+def chunk_key(input: Path, styles: list[Path], options: Options) -> str:
+    """A short hash of the input, the styles and the options that change the frames."""
+    what = [fingerprint(input), [file_hash(s) for s in styles], options.result_key()]
+    return hashlib.sha1(json.dumps(what, default=str).encode()).hexdigest()[:10]
+
+
+def drop_stale_chunks(output: Path, jobs: list[Job]) -> None:
+    """Remove chunks (and their work folders) of an earlier plan for this output: other chunk
+    sizes, options or inputs."""
+    current = {job.output.name for job in jobs}
+    for path in output.parent.glob(f"{chunk_prefix(output)}*"):
+        if path.name not in current:
+            shutil.rmtree(path, ignore_errors=True)
+            shutil.rmtree(default_work_dir(path), ignore_errors=True)
 
 
 def run_job(job: Job, styles: list[Path], options: Options) -> tuple[str, int, str]:
@@ -100,6 +126,12 @@ def run_job(job: Job, styles: list[Path], options: Options) -> tuple[str, int, s
         raise  # Ctrl-C stops the whole batch; finished frames stay for the next run
     except VStyleError as e:
         return "failed", 0, str(e)
+    except Exception as e:  # a bug or a library's error: still only this input fails
+        return "failed", 0, unexpected(e)
+
+
+def unexpected(error: Exception) -> str:
+    return f"unexpected {type(error).__name__}: {error} (please report it)"
 
 
 def join_chunks(output: Path, chunks: list[Job], options: Options) -> int:
@@ -136,12 +168,28 @@ def joined_frames(chunks: list[Job]) -> Iterable[np.ndarray]:
 
 def plan(inputs: list[Path], styles: list[Path], outdir: Path, options: Options,
          chunk_frames: int | None) -> tuple[list[Outcome], list[Job]]:
-    """What to do: skip finished outputs, split long videos, refuse unreadable inputs early."""
+    """What to do: skip finished outputs, split long videos, refuse unreadable inputs early.
+
+    Outputs of this batch found among the inputs (OUTDIR inside an input folder) are left out,
+    and two inputs that would write the same output (a/clip.mp4, b/clip.mp4) both fail."""
+    outputs = {input: output_for(input, styles, outdir) for input in inputs}
+    ours = {output.resolve() for output in outputs.values()}
+    inputs = [input for input in inputs if input.resolve() not in ours]
+    clashes: dict[Path, list[Path]] = {}
+    for input in inputs:
+        clashes.setdefault(outputs[input].resolve(), []).append(input)
     outcomes, jobs = [], []
     for input in inputs:
-        output = output_for(input, styles, outdir)
+        output = outputs[input]
         outcome = Outcome(input, output, "pending")
         outcomes.append(outcome)
+        same = clashes[output.resolve()]
+        if len(same) > 1:
+            others = ", ".join(str(i) for i in same if i != input)
+            outcome.status, outcome.error = "failed", (
+                f"{input} and {others} would both write {output}: rename one, or run them "
+                "into separate folders")
+            continue
         if finished(output):
             outcome.status = "skipped"
             continue
@@ -151,7 +199,9 @@ def plan(inputs: list[Path], styles: list[Path], outdir: Path, options: Options,
             outcome.status, outcome.error = "failed", str(e)
             continue
         if chunk_frames and source.kind in ("video", "gif") and source.n_frames > chunk_frames:
-            outcome.jobs = chunk_jobs(input, output, source.n_frames, chunk_frames, source)
+            outcome.jobs = chunk_jobs(input, output, source.n_frames, chunk_frames, source,
+                                      chunk_key(input, styles, options))
+            drop_stale_chunks(output, outcome.jobs)
         else:
             outcome.jobs = [Job(input, output, source=source)]
         jobs += outcome.jobs
@@ -196,6 +246,8 @@ def run_batch(inputs: list[Path], styles: list[Path], outdir: Path, options: Opt
                 outcome.status = "done"
             except VStyleError as e:
                 outcome.status, outcome.error = "failed", str(e)
+            except Exception as e:
+                outcome.status, outcome.error = "failed", unexpected(e)
         else:
             outcome.status, outcome.frames = "done", parts[0][1]
     return outcomes
@@ -207,14 +259,60 @@ def _run_local(jobs: list[Job], styles, options, workers: int, _address):
             yield i, run_job(job, styles, options)
         return
     gpus = _gpu_count()
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_signals)
+    try:
         futures = {}
         for i, job in enumerate(jobs):
             # Round-robin GPUs: each worker process pins its job to one card.
             o = options.replace(device=f"cuda:{i % gpus}") if gpus and options.device in ("auto", "cuda") else options
-            futures[pool.submit(run_job, job, styles, o)] = i
+            futures[pool.submit(_worker_job, job, styles, o)] = i
         for future in as_completed(futures):
             yield futures[future], future.result()
+    except BaseException as e:
+        # Ctrl-C, kill, or a worker that died: start nothing more, and stop the workers (each
+        # stops its job as Ctrl-C would, finished frames kept, and exits: jobs already handed
+        # to the pool's queue cannot be cancelled, so a worker must not live to take them).
+        workers_now = list((getattr(pool, "_processes", None) or {}).values())  # shutdown drops it
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in workers_now:
+            process.terminate()
+        for process in workers_now:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.kill()
+        if isinstance(e, BrokenProcessPool):
+            raise VStyleError("a batch worker process died (out of memory?): run the same "
+                              "command again with fewer --workers; finished inputs are skipped"
+                              ) from None
+        raise
+    pool.shutdown()
+
+
+_IN_JOB = False  # in a worker process: whether a job is running
+
+
+def _worker_signals() -> None:
+    """A worker ignores Ctrl-C (the parent stops it, with SIGTERM) and on SIGTERM stops its job
+    the way Ctrl-C stops a single run, or exits at once when idle."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _worker_stop)
+
+
+def _worker_stop(signum, frame) -> None:
+    if _IN_JOB:
+        raise KeyboardInterrupt
+    os._exit(130)
+
+
+def _worker_job(job: Job, styles: list[Path], options: Options) -> tuple[str, int, str]:
+    global _IN_JOB
+    _IN_JOB = True
+    try:
+        return run_job(job, styles, options)
+    except (KeyboardInterrupt, Interrupted):
+        os._exit(130)  # its frames are saved; a live worker would start the next queued job
+    finally:
+        _IN_JOB = False
 
 
 def _run_ray(jobs: list[Job], styles, options, _workers, address: str | None):
