@@ -159,8 +159,9 @@ def main_command(
                 f"({result.seconds / max(1, done):.2f} s/frame)")
         if result.consistency:
             c = result.consistency
+            ratio = "n/a" if c["ratio"] is None else f"{c['ratio']:.2f}"
             line += (f"; warping error {c['warping_error']:.5f} (input's own "
-                     f"{c['input_warping_error']:.5f}, ratio {c['ratio']:.2f})")
+                     f"{c['input_warping_error']:.5f}, ratio {ratio})")
         err.print(escape(line))
 
 

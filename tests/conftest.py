@@ -64,6 +64,14 @@ def write_gif(path: Path, images: list[np.ndarray], durations_ms: list[int], loo
     return path
 
 
+def with_audio(video, path):
+    """Mux a sine tone (a little shorter than the video, as real tracks often are) into it."""
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-v", "error", "-i", str(video),
+                    "-f", "lavfi", "-i", "sine=frequency=440:duration=0.9", "-c:v", "copy",
+                    "-c:a", "aac", str(path)], check=True)
+    return path
+
+
 @pytest.fixture
 def clip(tmp_path) -> Path:
     """8 frames, 64x48, 12 fps."""

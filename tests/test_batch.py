@@ -13,9 +13,10 @@ import imageio.v3 as iio
 import imageio_ffmpeg
 import pytest
 
-from conftest import FAST, ROOT, frames, run_cli, write_gif, write_mp4
+from conftest import FAST, ROOT, frames, run_cli, with_audio, write_gif, write_mp4
 from vstyle import media
-from vstyle.batch import OVERLAP, chunk_jobs, expand_inputs, plan
+from vstyle.errors import VStyleError
+from vstyle.batch import OVERLAP, chunk_jobs, expand_inputs, plan, run_batch
 from vstyle.options import Options
 
 
@@ -58,14 +59,6 @@ def test_chunks_overlap_and_cover_every_frame(tmp_path):
     assert [j.frame_range for j in jobs] == [(0, 10), (10 - OVERLAP, 20), (20 - OVERLAP, 23)]
     kept = [f for j in jobs for f in range(j.frame_range[0] + j.keep_from, j.frame_range[1])]
     assert kept == list(range(23))
-
-
-def with_audio(video, path):
-    """Mux a sine tone (a little shorter than the video, as real tracks often are) into it."""
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-v", "error", "-i", str(video),
-                    "-f", "lavfi", "-i", "sine=frequency=440:duration=0.9", "-c:v", "copy",
-                    "-c:a", "aac", str(path)], check=True)
-    return path
 
 
 def test_chunked_run_matches_an_unchunked_one(style, tmp_path):
@@ -113,6 +106,15 @@ def test_chunks_of_another_plan_are_not_reused(style, tmp_path):
                         changed.get("chunk", 5))
         assert not {j.output for j in again} & {j.output for j in first}
         assert sorted(p.name for p in out.iterdir()) == []  # the old plan's chunks are gone
+
+
+@pytest.mark.parametrize("flag", ["loop", "preserve_colors"])
+def test_chunks_refuse_options_that_need_the_whole_clip(style, tmp_path, flag):
+    clip = write_mp4(tmp_path / "long.mp4", frames(12))
+    with pytest.raises(VStyleError, match="need each clip in one piece.*leave out --chunk-frames"):
+        run_batch([clip], [style], tmp_path / "out", Options(weights="random", **{flag: True}),
+                  chunk_frames=5)
+    assert not (tmp_path / "out").exists()
 
 
 def test_kill_stops_a_batch_with_workers(style, tmp_path):

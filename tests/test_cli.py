@@ -196,6 +196,16 @@ def _(d: Path):
     return ["clip.mp4", "style.png", "-o", "out.gif", "--weights", "bad.pth"]
 
 
+@bad("--report in a missing folder", "--report nope/r.json: folder nope does not exist")
+def _(d: Path):
+    return ["clip.mp4", "style.png", "-o", "out.gif", "--report", "nope/r.json"]
+
+
+@bad("--style-blend all zero", "--style-blend needs at least one weight above 0")
+def _(d: Path):
+    return ["clip.mp4", "style.png", "-o", "out.gif", "--style-blend", "0"]
+
+
 @bad("unknown --warm-start", "--warm-start must be one of previous, flow, none", "got 'optical'")
 def _(d: Path):
     return ["clip.mp4", "style.png", "-o", "out.gif", "--warm-start", "optical"]

@@ -30,6 +30,18 @@ def test_compare_is_three_panels_wide(clip, style, tmp_path):
     assert np.abs(first[:, :32].astype(float) - content).mean() < 12  # left: the content
 
 
+def test_compare_shows_every_style(clip, tmp_path):
+    red, blue = tmp_path / "red.png", tmp_path / "blue.png"
+    iio.imwrite(red, np.full((40, 40, 3), (220, 30, 30), np.uint8))
+    iio.imwrite(blue, np.full((40, 40, 3), (30, 30, 220), np.uint8))
+    out = tmp_path / "compare"  # PNG frames: colours exact
+    vstyle.stylize(clip, [red, blue], out, compare=True, max_frames=2, **{**TINY, "size": 64})
+    panel = iio.imread(out / "00001.png")[:, 64:128].astype(int)
+    assert panel.shape[:2] == (48, 64)
+    top, bottom = panel[10:14, 28:36].mean((0, 1)), panel[34:38, 28:36].mean((0, 1))
+    assert top[0] > 200 > top[2] and bottom[2] > 200 > bottom[0]  # red above, blue below
+
+
 def test_preserve_colors_keeps_the_content_chroma(style):
     content = frames(1, 64, 48)[0]
     styled = vstyle.stylize_image(content, media.load_image(style), preserve_colors=True,

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import vstyle
-from conftest import frames, shared_file, write_gif, write_mp4
+from conftest import frames, shared_file, with_audio, write_gif, write_mp4
 from vstyle import media, metrics
 from vstyle.flow import FlowEstimator
 from vstyle.optimize import Stylizer, to_tensor
@@ -195,6 +195,70 @@ def test_a_work_dir_holding_other_files_is_refused_and_left_alone(clip, style, t
                        restart=restart, **TINY)
     assert sorted(p.name for p in work.iterdir()) == ["00001.png", "notes.txt"]
     assert not (tmp_path / "out.gif").exists()
+
+
+def test_loop_runs_of_another_length_start_fresh(clip, style, tmp_path):
+    # --loop pulls the last frames towards frame 1: they must not be reused mid-clip
+    work = tmp_path / "work"
+    vstyle.stylize(clip, style, tmp_path / "a.gif", max_frames=4, loop=True, work_dir=work,
+                   keep_work=True, **TINY)
+    again = vstyle.stylize(clip, style, tmp_path / "b.gif", max_frames=6, loop=True,
+                           work_dir=work, **TINY)
+    assert again.reused == 0 and len(again.frames) == 6
+    # without --loop a shorter rerun reuses frames, and reports only its own
+    vstyle.stylize(clip, style, tmp_path / "c.gif", max_frames=4, work_dir=work, keep_work=True,
+                   **TINY)
+    shorter = vstyle.stylize(clip, style, tmp_path / "d.gif", max_frames=3, work_dir=work, **TINY)
+    assert shorter.reused == 3 and [f["frame"] for f in shorter.frames] == [1, 2, 3]
+
+
+def test_a_new_file_beside_a_folders_frames_does_not_restart_it(style, tmp_path):
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    for i, image in enumerate(frames(3)):
+        iio.imwrite(folder / f"{i}.png", image)
+    work = tmp_path / "work"
+    vstyle.stylize(folder, style, tmp_path / "a.gif", work_dir=work, keep_work=True, **TINY)
+    (folder / "notes.txt").write_text("shot list")
+    assert vstyle.stylize(folder, style, tmp_path / "b.gif", work_dir=work, **TINY).reused == 3
+
+
+def test_fps_that_changes_the_speed_leaves_the_audio_out(style, tmp_path):
+    clip = with_audio(write_mp4(tmp_path / "v.mp4", frames(6)), tmp_path / "sound.mp4")
+    notices = []
+    vstyle.stylize(clip, style, tmp_path / "slow.mp4", fps=6, **TINY,
+                   on_event=lambda e: e.kind == "notice" and notices.append(e.message))
+    assert "audio_codec" not in iio.immeta(tmp_path / "slow.mp4")
+    assert notices == ["--fps 6 changes the clip's speed (it was 12 fps): its audio is left out"]
+    vstyle.stylize(clip, style, tmp_path / "same.mp4", fps=12, **TINY)
+    assert iio.immeta(tmp_path / "same.mp4")["audio_codec"] == "aac"
+
+
+def test_ctrl_c_while_encoding_keeps_the_frames(clip, style, tmp_path, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(media, "write_output", interrupted)
+    with pytest.raises(vstyle.Interrupted, match="4 of 4 frames are kept in .*run the same"):
+        vstyle.stylize(clip, style, tmp_path / "out.gif", max_frames=4, **TINY)
+    assert len(list((tmp_path / ".out.gif.vstyle-work").glob("*.png"))) == 4
+
+
+def test_a_full_disk_while_saving_frames_is_one_error(clip, style, tmp_path, monkeypatch):
+    from vstyle import workdir
+
+    def full(*args):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(workdir, "png_bytes", full)
+    with pytest.raises(vstyle.VStyleError, match="cannot save frame 1 .*No space left on device"):
+        vstyle.stylize(clip, style, tmp_path / "out.gif", max_frames=2, **TINY)
+
+
+def test_a_still_clip_reports_no_ratio(style, tmp_path):
+    still = write_mp4(tmp_path / "still.mp4", [frames(1)[0]] * 3)
+    report = tmp_path / "r.json"
+    vstyle.stylize(still, style, tmp_path / "out.gif", report=report, **TINY)
+    text = report.read_text()
+    assert "NaN" not in text and json.loads(text)["consistency"]["ratio"] is None
 
 
 def test_report_has_per_frame_stats_and_consistency(clip, style, tmp_path):

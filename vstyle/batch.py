@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 import signal
@@ -26,7 +27,7 @@ import numpy as np
 from . import media
 from .errors import VStyleError
 from .options import Options
-from .video import Interrupted, default_work_dir, stylize
+from .video import Interrupted, audio_for, default_work_dir, stylize
 from .workdir import file_hash, fingerprint, read_frame
 
 OVERLAP = 8  # frames a chunk starts early (and fades in over)
@@ -140,9 +141,9 @@ def join_chunks(output: Path, chunks: list[Job], options: Options) -> int:
 
     kind = media.check_output(output, source)
     frames = lambda: joined_frames(chunks)  # noqa: E731 - write_output may read them twice
-    audio = source.path if source.has_audio and kind == "mp4" else None
     media.write_output(frames, output, kind, source.timing.for_output(options.fps),
-                       audio_from=audio, crf=options.crf, gif_dither=options.gif_dither)
+                       audio_from=audio_for(source, kind, options, lambda event: None),
+                       crf=options.crf, gif_dither=options.gif_dither)
     for job in chunks:
         shutil.rmtree(job.output, ignore_errors=True)
     return source.n_frames
@@ -222,6 +223,10 @@ def run_batch(inputs: list[Path], styles: list[Path], outdir: Path, options: Opt
               on_done: OnDone | None = None) -> list[Outcome]:
     """Stylize every input into outdir; one failure never stops the others."""
     options = options.validate()
+    if chunk_frames and (options.loop or options.preserve_colors):
+        raise VStyleError("--loop and --preserve-colors need each clip in one piece (the last "
+                          "frames lead into frame 1; colours are matched to frame 1): leave out "
+                          "--chunk-frames")
     outdir.mkdir(parents=True, exist_ok=True)
     outcomes, jobs = plan(inputs, styles, outdir, options, chunk_frames)
     if on_plan:
@@ -258,14 +263,16 @@ def _run_local(jobs: list[Job], styles, options, workers: int, _address):
         for i, job in enumerate(jobs):
             yield i, run_job(job, styles, options)
         return
-    gpus = _gpu_count()
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_signals)
+    # Each worker keeps one GPU for all its jobs (cards dealt in turn), so a job never lands on
+    # a card another worker is still using while one sits idle.
+    gpus = _gpu_count() if options.device in ("auto", "cuda") else 0
+    cards = multiprocessing.Queue() if gpus else None
+    for k in range(workers if gpus else 0):
+        cards.put(k % gpus)
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(cards,))
     try:
-        futures = {}
-        for i, job in enumerate(jobs):
-            # Round-robin GPUs: each worker process pins its job to one card.
-            o = options.replace(device=f"cuda:{i % gpus}") if gpus and options.device in ("auto", "cuda") else options
-            futures[pool.submit(_worker_job, job, styles, o)] = i
+        futures = {pool.submit(_worker_job, job, styles, options): i
+                   for i, job in enumerate(jobs)}
         for future in as_completed(futures):
             yield futures[future], future.result()
     except BaseException as e:
@@ -289,11 +296,15 @@ def _run_local(jobs: list[Job], styles, options, workers: int, _address):
 
 
 _IN_JOB = False  # in a worker process: whether a job is running
+_DEVICE: str | None = None  # in a worker process: its GPU
 
 
-def _worker_signals() -> None:
-    """A worker ignores Ctrl-C (the parent stops it, with SIGTERM) and on SIGTERM stops its job
-    the way Ctrl-C stops a single run, or exits at once when idle."""
+def _worker_init(cards) -> None:
+    """A worker takes its GPU, ignores Ctrl-C (the parent stops it, with SIGTERM) and on
+    SIGTERM stops its job the way Ctrl-C stops a single run, or exits at once when idle."""
+    global _DEVICE
+    if cards is not None:
+        _DEVICE = f"cuda:{cards.get()}"
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _worker_stop)
 
@@ -308,7 +319,7 @@ def _worker_job(job: Job, styles: list[Path], options: Options) -> tuple[str, in
     global _IN_JOB
     _IN_JOB = True
     try:
-        return run_job(job, styles, options)
+        return run_job(job, styles, options if _DEVICE is None else options.replace(device=_DEVICE))
     except (KeyboardInterrupt, Interrupted):
         os._exit(130)  # its frames are saved; a live worker would start the next queued job
     finally:

@@ -57,5 +57,5 @@ def summarize(out_errors: list[float], in_errors: list[float]) -> dict[str, floa
     out_mean = float(np.mean(out_errors)) if out_errors else 0.0
     in_mean = float(np.mean(in_errors)) if in_errors else 0.0
     return {"warping_error": out_mean, "input_warping_error": in_mean,
-            "ratio": out_mean / in_mean if in_mean > 0 else float("nan"),
+            "ratio": out_mean / in_mean if in_mean > 0 else None,  # a still input: none
             "pairs": len(out_errors)}

@@ -141,6 +141,8 @@ class Options:
             if weights is not None and any(not math.isfinite(w) or w < 0 for w in weights):
                 bad("style_blend" if weights is self.style_blend else "style_layer_weights",
                     f"must be finite numbers >= 0 (got {','.join(map(str, weights))})")
+        if self.style_blend is not None and not any(self.style_blend):
+            bad("style_blend", "needs at least one weight above 0")
         if self.style_layer_weights is not None and len(self.style_layer_weights) != len(self.style_layers):
             bad("style_layer_weights", f"needs one weight per style layer ({len(self.style_layers)})")
         if not self.content_layers or not self.style_layers:

@@ -82,6 +82,8 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
     style_images = [media.load_image(p) for p in style_paths]
     output = Path(output) if output is not None else media.default_output(source, style_paths)
     kind = media.check_output(output, source)  # before the long work: creates its folder
+    if report is not None:
+        check_report(Path(report))
     size = media.fit_size(source.size, options.size)
 
     work = WorkDir(Path(work_dir) if work_dir else default_work_dir(output),
@@ -96,6 +98,12 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
     emit(Event("start", n_frames=source.n_frames, frame=reused))
     try:
         run_frames(source, style_images, options, size, work, emit, device)
+        emit(Event("encode", n_frames=source.n_frames, message=str(output)))
+        frames = compare_frames(source, style_images, size, work) if options.compare else \
+            (lambda: work.frames(source.n_frames))
+        media.write_output(frames, output, kind, source.timing.for_output(options.fps),
+                           audio_from=audio_for(source, kind, options, emit), crf=options.crf,
+                           gif_dither=options.gif_dither)
     except KeyboardInterrupt:
         kept = (f"{work.done} of {source.n_frames} frames are kept in {work.path}; run the same "
                 "command again to resume") if work.done else "nothing was written"
@@ -107,14 +115,8 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
         if work.done == 0:  # failed before the first frame (device, weights...): leave nothing
             work.remove()
 
-    emit(Event("encode", n_frames=source.n_frames, message=str(output)))
-    frames = compare_frames(source, style_images, size, work) if options.compare else \
-        (lambda: work.frames(source.n_frames))
-    timing = source.timing.for_output(options.fps)
-    audio = source.path if source.has_audio and kind == "mp4" else None
-    media.write_output(frames, output, kind, timing, audio_from=audio, crf=options.crf,
-                       gif_dither=options.gif_dither)
-    result = RunResult(output, source.n_frames, reused, time.perf_counter() - start, work.stats())
+    result = RunResult(output, source.n_frames, reused, time.perf_counter() - start,
+                       work.stats(source.n_frames))
     result.consistency = measured_consistency(result.frames)
     if report is not None:
         if result.consistency is None:  # no flow during the run: measure it now
@@ -124,6 +126,28 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
     if not keep_work:
         work.remove()
     return result
+
+
+def check_report(path: Path) -> None:
+    """A report that cannot be written is found before the run, not after it."""
+    if path.is_dir():
+        raise VStyleError(f"--report {path} is a folder: give a file name, e.g. "
+                          f"{path / 'report.json'}")
+    if not path.parent.is_dir():
+        raise VStyleError(f"--report {path}: folder {path.parent} does not exist: create it "
+                          "or write the report elsewhere")
+
+
+def audio_for(source: media.Source, kind: str, options: Options, emit: OnEvent) -> Path | None:
+    """The source whose audio goes into an MP4: none when --fps changes the clip's speed (the
+    sound would run out of step with the picture)."""
+    if not (source.has_audio and kind == "mp4"):
+        return None
+    if options.fps is not None and abs(options.fps - source.timing.fps) > 1e-3:
+        emit(Event("notice", message=f"--fps {options.fps:g} changes the clip's speed (it was "
+                                     f"{source.timing.fps:g} fps): its audio is left out"))
+        return None
+    return source.path
 
 
 def measured_consistency(frames: list[dict]) -> dict | None:
@@ -145,7 +169,9 @@ def manifest(source: media.Source, style_paths: list[Path], options: Options,
     """Everything that changes the stylized frames: a run resumes only if all of it matches."""
     return json.loads(json.dumps({
         "version": VERSION, "input": str(source.path.resolve()),
-        "input_fingerprint": fingerprint(source.path), "start": source.start,
+        "input_fingerprint": fingerprint(source.path, source.files), "start": source.start,
+        # --loop ties the last frames to frame 1: another length changes them
+        "frames": source.n_frames if options.loop else None,
         "styles": [file_hash(p) for p in style_paths], "frame_size": list(size),
         "options": options.result_key()}))
 
@@ -424,13 +450,17 @@ def fit_style(style: np.ndarray, options: Options, frame_size: tuple[int, int],
 
 def compare_frames(source: media.Source, styles: list[np.ndarray], size: tuple[int, int],
                    work: WorkDir) -> Callable[[], Iterator[np.ndarray]]:
-    """content | style | result, side by side, each panel at the frame size."""
+    """content | style | result, side by side, each panel at the frame size (several styles
+    share theirs, one above the other)."""
     w, h = size
-    panel = media.resize(styles[0], media.fit_size((styles[0].shape[1], styles[0].shape[0]),
-                                                   min(w, h)))
     style_panel = np.full((h, w, 3), 255, np.uint8)
-    y, x = (h - panel.shape[0]) // 2, (w - panel.shape[1]) // 2
-    style_panel[y:y + panel.shape[0], x:x + panel.shape[1]] = panel
+    cell = h // len(styles)
+    for k, style in enumerate(styles):
+        scale = min(w / style.shape[1], cell / style.shape[0])
+        fitted = media.resize(style, (max(1, round(style.shape[1] * scale)),
+                                      max(1, round(style.shape[0] * scale))))
+        y, x = k * cell + (cell - fitted.shape[0]) // 2, (w - fitted.shape[1]) // 2
+        style_panel[y:y + fitted.shape[0], x:x + fitted.shape[1]] = fitted
 
     def frames():
         for content, result in zip(source.frames(size), work.frames(source.n_frames)):

@@ -19,11 +19,15 @@ from .media import png_bytes
 VERSION = 1  # bump when a change makes old work folders unusable
 
 
-def fingerprint(path: Path) -> str:
-    """Cheap identity of an input: name, size and mtime of the file or of every file in a folder."""
-    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+def fingerprint(path: Path, files: list[Path] | None = None) -> str:
+    """Cheap identity of an input: name, size and mtime of the file, or of `files` (a folder's
+    frames: a .DS_Store or a report written there must not restart a long run)."""
+    if not path.is_dir():
+        files = [path]
+    elif not files:
+        files = [p for p in path.iterdir() if p.is_file()]
     h = hashlib.sha1()
-    for f in files:
+    for f in sorted(files):
         st = f.stat()
         h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns};".encode())
     return h.hexdigest()
@@ -79,11 +83,11 @@ class WorkDir:
             shutil.rmtree(path)
         try:
             path.mkdir(parents=True, exist_ok=True)
+            if not (path / "manifest.json").exists():
+                write_atomic(path / "manifest.json", json.dumps(manifest, indent=1).encode())
         except OSError as e:
             raise VStyleError(f"cannot create work folder {path} ({e.strerror}): "
                               "pass --work-dir DIR on a writable disk") from None
-        if not (path / "manifest.json").exists():
-            write_atomic(path / "manifest.json", json.dumps(manifest, indent=1).encode())
         self.done = self._count_done()
 
     def _read_manifest(self) -> dict | None:
@@ -104,9 +108,14 @@ class WorkDir:
         return n
 
     def save(self, index: int, image: np.ndarray, stats: dict) -> None:
-        write_atomic(self.frame_path(index), png_bytes(image))
-        with open(self.path / "frames.jsonl", "a") as f:
-            f.write(json.dumps({"frame": index + 1, **stats}) + "\n")
+        try:
+            write_atomic(self.frame_path(index), png_bytes(image))
+            with open(self.path / "frames.jsonl", "a") as f:
+                f.write(json.dumps({"frame": index + 1, **stats}) + "\n")
+        except OSError as e:  # disk full, the folder removed under us
+            raise VStyleError(f"cannot save frame {index + 1} in {self.path} ({e.strerror or e}): "
+                              "free some disk space or pass --work-dir DIR, then run the same "
+                              "command again to resume") from None
         self.done = max(self.done, index + 1)
 
     def load(self, index: int) -> np.ndarray:
@@ -116,8 +125,9 @@ class WorkDir:
         for i in range(n):
             yield self.load(i)
 
-    def stats(self) -> list[dict]:
-        """Per-frame stats, the latest line per frame (a resumed frame may appear twice)."""
+    def stats(self, n: int) -> list[dict]:
+        """Per-frame stats of frames 1..n, the latest line per frame (a resumed frame may appear
+        twice; a rerun with fewer frames leaves later ones in the file)."""
         by_frame: dict[int, dict] = {}
         try:
             for line in (self.path / "frames.jsonl").read_text().splitlines():
@@ -128,7 +138,7 @@ class WorkDir:
                 by_frame[entry["frame"]] = entry
         except OSError:
             pass
-        return [by_frame[k] for k in sorted(by_frame)]
+        return [by_frame[k] for k in sorted(by_frame) if k <= n]
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
