@@ -262,7 +262,7 @@ def main() -> None:
     warnings.showwarning = _show_warning
     signal.signal(signal.SIGTERM, _sigterm)
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except vstyle.Interrupted as e:
         err.print(f"[red]{escape(str(e))}")
         sys.exit(130)
@@ -270,21 +270,24 @@ def main() -> None:
         err.print(f"[red]error:[/red] {escape(str(e))}")
         sys.exit(1)
     except KeyboardInterrupt:
-        err.print("[red]interrupted[/red]: nothing was written")
-        sys.exit(130)
+        code = 130
     except Exception as e:  # click's usage errors and anything unexpected: still one line
         # Usage errors by what they do, not by class: newer typers bundle their own click.
         if callable(getattr(e, "show", None)) and isinstance(getattr(e, "exit_code", None), int):
             e.show()
             sys.exit(e.exit_code)
-        if isinstance(e, typer.Abort):  # Ctrl-C outside the run, as click reports it
-            err.print("[red]interrupted")
-            sys.exit(130)
-        if os.environ.get("VSTYLE_DEBUG"):
-            raise
-        err.print(f"[red]error:[/red] unexpected {type(e).__name__}: {escape(str(e))} (run with "
-                  "VSTYLE_DEBUG=1 for the traceback, and please report it)")
-        sys.exit(2)
+        if not isinstance(e, typer.Abort):  # Abort: Ctrl-C, as older typers report it
+            if os.environ.get("VSTYLE_DEBUG"):
+                raise
+            err.print(f"[red]error:[/red] unexpected {type(e).__name__}: {escape(str(e))} (run "
+                      "with VSTYLE_DEBUG=1 for the traceback, and please report it)")
+            sys.exit(2)
+        code = 130
+    # Ctrl-C or kill outside the frame loop (probing the input, measuring the report): newer
+    # typers turn it into a returned 130, older ones into Abort.
+    if code == 130:
+        err.print("[red]interrupted[/red]: nothing was written")
+        sys.exit(130)
 
 
 if __name__ == "__main__":

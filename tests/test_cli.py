@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -22,6 +23,7 @@ from PIL import Image
 
 import conftest
 from conftest import FAST, frames
+import vstyle
 from vstyle import media
 
 RANDOM_WEIGHTS_WARNING = "warning: random VGG19 weights"
@@ -201,6 +203,12 @@ def _(d: Path):
     return ["clip.mp4", "style.png", "-o", "out.gif", "--report", "nope/r.json"]
 
 
+@bad("--work-dir holding the output", "--work-dir w would hold the output w/out.gif",
+     "put it elsewhere")
+def _(d: Path):
+    return ["clip.mp4", "style.png", "-o", "w/out.gif", "--work-dir", "w"]
+
+
 @bad("--style-blend all zero", "--style-blend needs at least one weight above 0")
 def _(d: Path):
     return ["clip.mp4", "style.png", "-o", "out.gif", "--style-blend", "0"]
@@ -246,13 +254,29 @@ def test_bad_input_is_one_line_and_writes_nothing(case, tmp_path, clip, style):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["clip.mp4"], "Missing argument 'styles'"),
-    (["clip.mp4", "style.png", "--bogus"], "No such option: --bogus"),
-    (["clip.mp4", "style.png", "--size", "big"], "Invalid value for '--size'")])
+    (["clip.mp4"], "missing argument 'styles"),  # typer 0.29: 'styles'; older: 'STYLES...'
+    (["clip.mp4", "style.png", "--bogus"], "no such option: --bogus"),
+    (["clip.mp4", "style.png", "--size", "big"], "invalid value for '--size'")])
 def test_usage_errors_say_what_is_wrong(args, message, tmp_path):
     result = run_cli(*args, cwd=tmp_path)
-    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert result.returncode == 2 and message in result.stderr.lower(), result.stderr
     assert "unexpected" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_ctrl_c_before_the_frames_is_exit_130(clip, style, tmp_path, monkeypatch, capsys):
+    # e.g. while a long video's frames are counted: typer turns it into a returned code
+    import cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(vstyle, "stylize", interrupted)
+    monkeypatch.setattr(cli.signal, "signal", lambda *args: None)  # leave pytest's handlers
+    monkeypatch.setattr(cli.warnings, "showwarning", cli.warnings.showwarning)  # restored after
+    monkeypatch.setattr(sys, "argv", ["vstyle", str(clip), str(style), "-o",
+                                      str(tmp_path / "out.gif")])
+    with pytest.raises(SystemExit) as exit:
+        cli.main()
+    assert exit.value.code == 130 and "interrupted" in capsys.readouterr().err
 
 
 def test_batch_refuses_options_of_a_single_run(clip, style, tmp_path):

@@ -16,6 +16,9 @@ import multiprocessing
 import os
 import shutil
 import signal
+import sys
+import warnings
+from contextlib import closing
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -96,7 +99,10 @@ def chunk_jobs(input: Path, output: Path, n_frames: int, chunk: int,
 
 
 def chunk_prefix(output: Path) -> str:
-    return f".{output.name.replace('.', '_')}-chunk-"
+    """Hidden, and no dot that would read as an extension (a chunk is written as a folder); the
+    hash tells apart names that differ only there (clip.v2.mp4, clip_v2.mp4)."""
+    digest = hashlib.sha1(output.name.encode()).hexdigest()[:6]
+    return f".{output.name.replace('.', '_')}-{digest}-chunk-"
 
 
 def chunk_key(input: Path, styles: list[Path], options: Options) -> str:
@@ -108,9 +114,9 @@ def chunk_key(input: Path, styles: list[Path], options: Options) -> str:
 def drop_stale_chunks(output: Path, jobs: list[Job]) -> None:
     """Remove chunks (and their work folders) of an earlier plan for this output: other chunk
     sizes, options or inputs."""
-    current = {job.output.name for job in jobs}
-    for path in output.parent.glob(f"{chunk_prefix(output)}*"):
-        if path.name not in current:
+    current, prefix = {job.output.name for job in jobs}, chunk_prefix(output)
+    for path in output.parent.iterdir():
+        if path.name.startswith(prefix) and path.name not in current:
             shutil.rmtree(path, ignore_errors=True)
             shutil.rmtree(default_work_dir(path), ignore_errors=True)
 
@@ -173,17 +179,24 @@ def plan(inputs: list[Path], styles: list[Path], outdir: Path, options: Options,
 
     Outputs of this batch found among the inputs (OUTDIR inside an input folder) are left out,
     and two inputs that would write the same output (a/clip.mp4, b/clip.mp4) both fail."""
+    unique: dict[Path, Path] = {}  # an input named twice is one input
+    for input in inputs:
+        unique.setdefault(input.resolve(), input)
+    inputs = list(unique.values())
     outputs = {input: output_for(input, styles, outdir) for input in inputs}
     ours = {output.resolve() for output in outputs.values()}
-    inputs = [input for input in inputs if input.resolve() not in ours]
     clashes: dict[Path, list[Path]] = {}
     for input in inputs:
-        clashes.setdefault(outputs[input].resolve(), []).append(input)
+        if input.resolve() not in ours:
+            clashes.setdefault(outputs[input].resolve(), []).append(input)
     outcomes, jobs = [], []
     for input in inputs:
         output = outputs[input]
         outcome = Outcome(input, output, "pending")
         outcomes.append(outcome)
+        if input.resolve() in ours:
+            outcome.status, outcome.error = "skipped", "an output of this batch"
+            continue
         same = clashes[output.resolve()]
         if len(same) > 1:
             others = ", ".join(str(i) for i in same if i != input)
@@ -233,10 +246,12 @@ def run_batch(inputs: list[Path], styles: list[Path], outdir: Path, options: Opt
         on_plan(len(jobs))
     runner = _run_ray if use_ray else _run_local
     results: dict[int, tuple[str, int, str]] = {}
-    for index, result in runner(jobs, styles, options, workers, ray_address):
-        results[index] = result
-        if on_done:
-            on_done(jobs[index], *result)
+    # closing: Ctrl-C while the runner waits at a yield must still stop its workers
+    with closing(runner(jobs, styles, options, workers, ray_address)) as finished_jobs:
+        for index, result in finished_jobs:
+            results[index] = result
+            if on_done:
+                on_done(jobs[index], *result)
     by_job = {id(job): results[i] for i, job in enumerate(jobs)}
     for outcome in outcomes:
         if outcome.status != "pending":
@@ -279,7 +294,10 @@ def _run_local(jobs: list[Job], styles, options, workers: int, _address):
         # Ctrl-C, kill, or a worker that died: start nothing more, and stop the workers (each
         # stops its job as Ctrl-C would, finished frames kept, and exits: jobs already handed
         # to the pool's queue cannot be cancelled, so a worker must not live to take them).
-        workers_now = list((getattr(pool, "_processes", None) or {}).values())  # shutdown drops it
+        # shutdown drops these; the manager thread is joined here, before the interpreter's
+        # exit hook pokes its closing pipe (Python 3.11: "Bad file descriptor").
+        workers_now = list((getattr(pool, "_processes", None) or {}).values())
+        manager = getattr(pool, "_executor_manager_thread", None)
         pool.shutdown(wait=False, cancel_futures=True)
         for process in workers_now:
             process.terminate()
@@ -287,6 +305,8 @@ def _run_local(jobs: list[Job], styles, options, workers: int, _address):
             process.join(timeout=30)
             if process.is_alive():
                 process.kill()
+        if manager is not None:
+            manager.join(timeout=30)
         if isinstance(e, BrokenProcessPool):
             raise VStyleError("a batch worker process died (out of memory?): run the same "
                               "command again with fewer --workers; finished inputs are skipped"
@@ -305,8 +325,15 @@ def _worker_init(cards) -> None:
     global _DEVICE
     if cards is not None:
         _DEVICE = f"cuda:{cards.get()}"
+    # A forked worker inherits the CLI's warning printer, whose console lock another thread of
+    # the parent may have held at the fork: print plainly.
+    warnings.showwarning = _plain_warning
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _worker_stop)
+
+
+def _plain_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def _worker_stop(signum, frame) -> None:
@@ -333,6 +360,7 @@ def _run_ray(jobs: list[Job], styles, options, _workers, address: str | None):
         raise VStyleError("--ray needs Ray: pip install 'vstyle[ray]'") from None
     ray.init(address=address or None, ignore_reinit_error=True, log_to_driver=False,
              include_dashboard=False, configure_logging=False)
+    pending: dict = {}
     try:
         gpus = int(ray.cluster_resources().get("GPU", 0))
         # One task per input or chunk; Ray sets CUDA_VISIBLE_DEVICES, so the task sees cuda:0.
@@ -343,6 +371,8 @@ def _run_ray(jobs: list[Job], styles, options, _workers, address: str | None):
             for ref in done:
                 yield pending.pop(ref), ray.get(ref)
     finally:
+        for ref in pending:  # stopped early (Ctrl-C, kill): the cluster stops the rest too
+            ray.cancel(ref)
         if address is None:
             ray.shutdown()
 

@@ -483,7 +483,9 @@ def _paced(timing: Timing) -> tuple[float, list[str]]:
     base = max(set(d), key=d.count)  # written out only where a frame differs from it
     starts = f"{base}*N" + "".join(f"{x - base:+d}*gt(N,{j})" for j, x in enumerate(d[:-1])
                                    if x != base)
-    if len(starts) > 60_000:  # tens of thousands of uneven frames: past ffmpeg's argument limit
+    if len(starts) > 30_000:  # thousands of uneven frames: past Windows' command-line limit
+        warnings.warn("the GIF's frames have too many different durations to keep in an MP4: "
+                      "it plays at their average rate", VStyleWarning, stacklevel=2)
         return timing.fps, []
     return 1000 / d[-1], ["-vf", f"settb=1/1000,setpts='{starts}'", "-fps_mode", "passthrough",
                           "-enc_time_base", "1:1000", "-video_track_timescale", "1000"]

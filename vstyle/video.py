@@ -81,9 +81,11 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
         source = source.window(*frame_range)
     style_images = [media.load_image(p) for p in style_paths]
     output = Path(output) if output is not None else media.default_output(source, style_paths)
-    kind = media.check_output(output, source)  # before the long work: creates its folder
     if report is not None:
         check_report(Path(report))
+    if work_dir is not None:
+        check_work_dir(Path(work_dir), output, report)
+    kind = media.check_output(output, source)  # before the long work: creates its folder
     size = media.fit_size(source.size, options.size)
 
     work = WorkDir(Path(work_dir) if work_dir else default_work_dir(output),
@@ -136,6 +138,14 @@ def check_report(path: Path) -> None:
     if not path.parent.is_dir():
         raise VStyleError(f"--report {path}: folder {path.parent} does not exist: create it "
                           "or write the report elsewhere")
+
+
+def check_work_dir(work_dir: Path, output: Path, report: str | Path | None) -> None:
+    """The work folder is deleted at the end: it must not hold the output or the report."""
+    for path, name in ((output, "output"), (report, "report")):
+        if path is not None and Path(path).resolve().is_relative_to(work_dir.resolve()):
+            raise VStyleError(f"--work-dir {work_dir} would hold the {name} {path}, and the work "
+                              "folder is deleted when the run is done: put it elsewhere")
 
 
 def audio_for(source: media.Source, kind: str, options: Options, emit: OnEvent) -> Path | None:
