@@ -132,6 +132,17 @@ def test_gif_varying_durations_play_the_same_in_an_mp4(tmp_path):
     assert iio.immeta(out)["duration"] == pytest.approx(0.24)
 
 
+def test_a_variable_rate_video_keeps_its_length(tmp_path):
+    durations = [120, 20, 20, 20, 120, 20, 20, 20]  # 360 ms: 22.2 fps on average
+    vfr = tmp_path / "vfr.mp4"
+    media.write_output(moving_square(8), vfr, "mp4", Timing(0, durations))
+    source = media.open_source(vfr)
+    assert source.n_frames == 8 and source.timing.seconds(8) == pytest.approx(0.36, abs=0.005)
+    out = tmp_path / "out.mp4"
+    media.write_output(lambda: source.frames(), out, "mp4", source.timing)
+    assert iio.immeta(out)["duration"] == pytest.approx(0.36, abs=0.01)
+
+
 def test_gif_at_24_fps_has_an_exact_total(tmp_path):
     out = tmp_path / "out.gif"
     media.write_output(lambda: iter(moving_square(12)), out, "gif", Timing(24.0, None))

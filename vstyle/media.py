@@ -218,6 +218,10 @@ def _open_video(path: Path) -> Source:
     if not n:
         raise _unreadable_video(path, ValueError("no decodable frames"))
     fps = meta.get("fps") or (n / seconds if seconds else 25.0)
+    if seconds and abs(n / fps - seconds) > 1.5 / fps:  # (not a frame's rounding)
+        # Variable frame rate (phones): ffmpeg's stated rate is a guess, and the output would
+        # run shorter or longer than the sound. Keep the average, which keeps the length.
+        fps = n / seconds
     return Source(path, "video", n, tuple(meta["size"]), Timing(float(fps), None),
                   "audio_codec" in meta)
 
