@@ -285,8 +285,8 @@ def main() -> None:
         code = 130
     # Ctrl-C or kill outside the frame loop (probing the input, measuring the report): newer
     # typers turn it into a returned 130, older ones into Abort.
-    if code == 130:
-        err.print("[red]interrupted[/red]: nothing was written")
+    if code == 130:  # outputs are renamed into place whole: none is half-written
+        err.print("[red]interrupted")
         sys.exit(130)
 
 
