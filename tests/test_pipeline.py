@@ -13,7 +13,7 @@ import torch
 
 import vstyle
 from conftest import frames, shared_file, with_audio, write_gif, write_mp4
-from vstyle import media, metrics
+from vstyle import media, metrics, video
 from vstyle.flow import FlowEstimator
 from vstyle.optimize import Stylizer, to_tensor
 
@@ -241,6 +241,11 @@ def test_ctrl_c_while_encoding_keeps_the_frames(clip, style, tmp_path, monkeypat
     with pytest.raises(vstyle.Interrupted, match="4 of 4 frames are kept in .*run the same"):
         vstyle.stylize(clip, style, tmp_path / "out.gif", max_frames=4, **TINY)
     assert len(list((tmp_path / ".out.gif.vstyle-work").glob("*.png"))) == 4
+    # the rerun only encodes: it needs no network (no weights, no GPU)
+    monkeypatch.undo()
+    monkeypatch.setattr(video, "Stylizer", lambda *a, **k: pytest.fail("loaded the network"))
+    result = vstyle.stylize(clip, style, tmp_path / "out.gif", max_frames=4, **TINY)
+    assert result.reused == 4 and media.gif_info(tmp_path / "out.gif")[0] == 4
 
 
 def test_a_full_disk_while_saving_frames_is_one_error(clip, style, tmp_path, monkeypatch):

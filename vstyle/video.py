@@ -99,7 +99,8 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
     start = time.perf_counter()
     emit(Event("start", n_frames=source.n_frames, frame=reused))
     try:
-        run_frames(source, style_images, options, size, work, emit, device)
+        if work.done < source.n_frames:  # else only the encoding is left: no network needed
+            run_frames(source, style_images, options, size, work, emit, device)
         emit(Event("encode", n_frames=source.n_frames, message=str(output)))
         frames = compare_frames(source, style_images, size, work) if options.compare else \
             (lambda: work.frames(source.n_frames))
