@@ -287,7 +287,8 @@ def main() -> None:
     # typers turn it into a returned 130, older ones into Abort.
     if code == 130:  # outputs are renamed into place whole: none is half-written
         err.print("[red]interrupted")
-        sys.exit(130)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -143,6 +143,18 @@ def test_a_variable_rate_video_keeps_its_length(tmp_path):
     assert iio.immeta(out)["duration"] == pytest.approx(0.36, abs=0.01)
 
 
+def test_a_video_that_starts_after_its_sound_keeps_its_rate(tmp_path):
+    made = tmp_path / "made.mp4"
+    subprocess.run([FFMPEG, "-y", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=25",
+                    "-f", "lavfi", "-i", "sine=duration=3", "-frames:v", "50", "-c:v", "libx264",
+                    "-pix_fmt", "yuv420p", "-c:a", "aac", str(made)], check=True)
+    late = tmp_path / "late.mp4"  # the picture starts 0.5 s into the sound (common in remuxes)
+    subprocess.run([FFMPEG, "-y", "-v", "error", "-itsoffset", "0.5", "-i", str(made), "-i",
+                    str(made), "-map", "0:v", "-map", "1:a", "-c", "copy", str(late)], check=True)
+    source = media.open_source(late)
+    assert source.n_frames == 50 and source.timing.fps == 25
+
+
 def test_gif_at_24_fps_has_an_exact_total(tmp_path):
     out = tmp_path / "out.gif"
     media.write_output(lambda: iter(moving_square(12)), out, "gif", Timing(24.0, None))

@@ -209,7 +209,7 @@ def _open_video(path: Path) -> Source:
         reader = imageio_ffmpeg.read_frames(str(path))
         meta = next(reader)
         reader.close()
-        n, seconds = imageio_ffmpeg.count_frames_and_secs(str(path))
+        n, seconds = _count_frames(path)
     except Exception as error:  # anything ffmpeg or its header parser raise: the file is unusable
         if "does not contain any stream" in str(error):  # ffmpeg found no picture to decode
             raise VStyleError(f"video {path} has no video frames (no video stream, or an empty "
@@ -218,16 +218,32 @@ def _open_video(path: Path) -> Source:
     if not n:
         raise _unreadable_video(path, ValueError("no decodable frames"))
     fps = meta.get("fps") or (n / seconds if seconds else 25.0)
-    if seconds and abs(n / fps - seconds) > 1.5 / fps:  # (not a frame's rounding)
+    if seconds and abs(n / fps - seconds) > 1.5 / fps:
         # Variable frame rate (phones): ffmpeg's stated rate is a guess, and the output would
         # run shorter or longer than the sound. Keep the average, which keeps the length.
+        # (Also corrects a rate ffmpeg states rounded, 23.98 for 24000/1001, on long clips.)
         fps = n / seconds
     return Source(path, "video", n, tuple(meta["size"]), Timing(float(fps), None),
                   "audio_codec" in meta)
 
 
+def _count_frames(path: Path) -> tuple[int, float]:
+    """Decode the first video stream to nowhere: its frame count and its length, timed from
+    its first picture (where the sound starts earlier, the file's own clock adds the gap)."""
+    proc = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path),
+                           "-map", "0:v:0", "-vf", "setpts=PTS-STARTPTS", "-f", "null", "-"],
+                          capture_output=True, stdin=subprocess.DEVNULL)
+    log = proc.stderr.decode(errors="replace")
+    if proc.returncode != 0:
+        raise RuntimeError(log)
+    frames = re.findall(r"frame=\s*(\d+)", log)
+    times = re.findall(r"time=\s*(\d+):(\d+):([\d.]+)", log)
+    h, m, s = times[-1] if times else (0, 0, 0)
+    return int(frames[-1]) if frames else 0, int(h) * 3600 + int(m) * 60 + float(s)
+
+
 def _video_frames(source: Source) -> Iterator[np.ndarray]:
-    # passthrough: every coded frame once, as count_frames_and_secs counts them (no CFR dup/drop).
+    # passthrough: every coded frame once, as _count_frames counts them (no CFR dup/drop).
     params = ["-map", "0:v:0", "-fps_mode", "passthrough"]
     if source.start:  # a window: ffmpeg drops the frames before it (decoded, never piped to us)
         params += ["-vf", f"select=gte(n\\,{source.start})"]
