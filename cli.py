@@ -276,13 +276,14 @@ def main() -> None:
         if callable(getattr(e, "show", None)) and isinstance(getattr(e, "exit_code", None), int):
             e.show()
             sys.exit(e.exit_code)
-        if not isinstance(e, typer.Abort):  # Abort: Ctrl-C, as older typers report it
-            if os.environ.get("VSTYLE_DEBUG"):
-                raise
+        if isinstance(e, typer.Abort):  # Ctrl-C, as older typers report it
+            code = 130
+        elif os.environ.get("VSTYLE_DEBUG"):
+            raise
+        else:
             err.print(f"[red]error:[/red] unexpected {type(e).__name__}: {escape(str(e))} (run "
                       "with VSTYLE_DEBUG=1 for the traceback, and please report it)")
             sys.exit(2)
-        code = 130
     # Ctrl-C or kill outside the frame loop (probing the input, measuring the report): newer
     # typers turn it into a returned 130, older ones into Abort.
     if code == 130:  # outputs are renamed into place whole: none is half-written

@@ -30,8 +30,8 @@ import numpy as np
 from . import media
 from .errors import VStyleError
 from .options import Options
-from .video import Interrupted, audio_for, default_work_dir, stylize
-from .workdir import file_hash, fingerprint, read_frame
+from .video import Interrupted, audio_for, default_work_dir, manifest, stylize
+from .workdir import read_frame
 
 OVERLAP = 8  # frames a chunk starts early (and fades in over)
 
@@ -105,10 +105,11 @@ def chunk_prefix(output: Path) -> str:
     return f".{output.name.replace('.', '_')}-{digest}-chunk-"
 
 
-def chunk_key(input: Path, styles: list[Path], options: Options) -> str:
-    """A short hash of the input, the styles and the options that change the frames."""
-    what = [fingerprint(input), [file_hash(s) for s in styles], options.result_key()]
-    return hashlib.sha1(json.dumps(what, default=str).encode()).hexdigest()[:10]
+def chunk_key(source: media.Source, styles: list[Path], options: Options) -> str:
+    """A short hash of what a run's manifest holds: the input, the styles and the options that
+    change the frames."""
+    what = manifest(source, styles, options, media.fit_size(source.size, options.size))
+    return hashlib.sha1(json.dumps(what, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def drop_stale_chunks(output: Path, jobs: list[Job]) -> None:
@@ -131,13 +132,14 @@ def run_job(job: Job, styles: list[Path], options: Options) -> tuple[str, int, s
         return "done", result.n_frames, ""
     except Interrupted:
         raise  # Ctrl-C stops the whole batch; finished frames stay for the next run
-    except VStyleError as e:
-        return "failed", 0, str(e)
-    except Exception as e:  # a bug or a library's error: still only this input fails
-        return "failed", 0, unexpected(e)
+    except Exception as e:  # a bug or a library's error too: still only this input fails
+        return "failed", 0, failure(e)
 
 
-def unexpected(error: Exception) -> str:
+def failure(error: Exception) -> str:
+    """A failed input's line: a user error as it reads, anything else marked unexpected."""
+    if isinstance(error, VStyleError):
+        return str(error)
     return f"unexpected {type(error).__name__}: {error} (please report it)"
 
 
@@ -182,22 +184,23 @@ def plan(inputs: list[Path], styles: list[Path], outdir: Path, options: Options,
     unique: dict[Path, Path] = {}  # an input named twice is one input
     for input in inputs:
         unique.setdefault(input.resolve(), input)
-    inputs = list(unique.values())
-    outputs = {input: output_for(input, styles, outdir) for input in inputs}
-    ours = {output.resolve() for output in outputs.values()}
-    clashes: dict[Path, list[Path]] = {}
-    for input in inputs:
-        if input.resolve() not in ours:
-            clashes.setdefault(outputs[input].resolve(), []).append(input)
+    planned = []  # (input, its real path, its output, the output's real path)
+    for real_input, input in unique.items():
+        output = output_for(input, styles, outdir)
+        planned.append((input, real_input, output, output.resolve()))
+    ours = {real for *_, real in planned}
+    writers: dict[Path, list[Path]] = {}  # real output path -> the inputs that would write it
+    for input, real_input, _, real in planned:
+        if real_input not in ours:
+            writers.setdefault(real, []).append(input)
     outcomes, jobs = [], []
-    for input in inputs:
-        output = outputs[input]
+    for input, real_input, output, real in planned:
         outcome = Outcome(input, output, "pending")
         outcomes.append(outcome)
-        if input.resolve() in ours:
+        if real_input in ours:
             outcome.status, outcome.error = "skipped", "an output of this batch"
             continue
-        same = clashes[output.resolve()]
+        same = writers[real]
         if len(same) > 1:
             others = ", ".join(str(i) for i in same if i != input)
             outcome.status, outcome.error = "failed", (
@@ -214,7 +217,7 @@ def plan(inputs: list[Path], styles: list[Path], outdir: Path, options: Options,
             continue
         if chunk_frames and source.kind in ("video", "gif") and source.n_frames > chunk_frames:
             outcome.jobs = chunk_jobs(input, output, source.n_frames, chunk_frames, source,
-                                      chunk_key(input, styles, options))
+                                      chunk_key(source, styles, options))
             drop_stale_chunks(output, outcome.jobs)
         else:
             outcome.jobs = [Job(input, output, source=source)]
@@ -264,10 +267,8 @@ def run_batch(inputs: list[Path], styles: list[Path], outdir: Path, options: Opt
             try:
                 outcome.frames = join_chunks(outcome.output, outcome.jobs, options)
                 outcome.status = "done"
-            except VStyleError as e:
-                outcome.status, outcome.error = "failed", str(e)
             except Exception as e:
-                outcome.status, outcome.error = "failed", unexpected(e)
+                outcome.status, outcome.error = "failed", failure(e)
         else:
             outcome.status, outcome.frames = "done", parts[0][1]
     return outcomes
@@ -290,29 +291,33 @@ def _run_local(jobs: list[Job], styles, options, workers: int, _address):
                    for i, job in enumerate(jobs)}
         for future in as_completed(futures):
             yield futures[future], future.result()
-    except BaseException as e:
-        # Ctrl-C, kill, or a worker that died: start nothing more, and stop the workers (each
-        # stops its job as Ctrl-C would, finished frames kept, and exits: jobs already handed
-        # to the pool's queue cannot be cancelled, so a worker must not live to take them).
-        # shutdown drops these; the manager thread is joined here, before the interpreter's
-        # exit hook pokes its closing pipe (Python 3.11: "Bad file descriptor").
-        workers_now = list((getattr(pool, "_processes", None) or {}).values())
-        manager = getattr(pool, "_executor_manager_thread", None)
-        pool.shutdown(wait=False, cancel_futures=True)
-        for process in workers_now:
-            process.terminate()
-        for process in workers_now:
-            process.join(timeout=30)
-            if process.is_alive():
-                process.kill()
-        if manager is not None:
-            manager.join(timeout=30)
+    except BaseException as e:  # Ctrl-C, kill, or a worker that died
+        stop_pool(pool)
         if isinstance(e, BrokenProcessPool):
             raise VStyleError("a batch worker process died (out of memory?): run the same "
                               "command again with fewer --workers; finished inputs are skipped"
                               ) from None
         raise
     pool.shutdown()
+
+
+def stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Start nothing more and stop the workers: each stops its job as Ctrl-C would (finished
+    frames kept) and exits, since jobs already handed to the pool's queue cannot be cancelled
+    and a live worker would take them. shutdown drops the processes and the manager thread,
+    so they are taken first; the thread is joined here, before the interpreter's exit hook
+    pokes its closing pipe (Python 3.11: "Bad file descriptor")."""
+    workers = list((getattr(pool, "_processes", None) or {}).values())
+    manager = getattr(pool, "_executor_manager_thread", None)
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in workers:
+        process.terminate()
+    for process in workers:
+        process.join(timeout=30)
+        if process.is_alive():
+            process.kill()
+    if manager is not None:
+        manager.join(timeout=30)
 
 
 _IN_JOB = False  # in a worker process: whether a job is running
