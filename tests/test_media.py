@@ -143,6 +143,16 @@ def test_a_variable_rate_video_keeps_its_length(tmp_path):
     assert iio.immeta(out)["duration"] == pytest.approx(0.36, abs=0.01)
 
 
+def test_max_frames_reads_only_the_frames_it_uses(tmp_path):
+    # a slow start and a fast end: the first four frames last 0.4 s, the clip's average rate
+    # (21.4 fps) would squeeze them into 0.19 s, out of step with their sound
+    vfr = tmp_path / "vfr.mp4"
+    media.write_output(moving_square(12), vfr, "mp4", Timing(0, [100] * 4 + [20] * 8))
+    source = media.open_source(vfr, max_frames=4)
+    assert source.n_frames == 4 and source.timing.seconds(4) == pytest.approx(0.4, abs=0.005)
+    assert len(list(source.frames())) == 4
+
+
 def test_a_video_that_starts_after_its_sound_keeps_its_rate(tmp_path):
     made = tmp_path / "made.mp4"
     subprocess.run([FFMPEG, "-y", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=25",

@@ -167,7 +167,7 @@ def open_source(path: str | Path, max_frames: int | None = None) -> Source:
     elif path.stat().st_size == 0:
         raise VStyleError(f"input {path} is empty (0 bytes): pass a complete file")
     elif suffix in VIDEO_EXTS:
-        source = _open_video(path)
+        source = _open_video(path, max_frames)
     elif suffix == ".gif":
         source = _open_gif(path)
     elif suffix in IMAGE_EXTS:
@@ -204,12 +204,12 @@ def _unreadable_video(path: Path, error: BaseException) -> VStyleError:
                        "truncated; re-export or re-download it")
 
 
-def _open_video(path: Path) -> Source:
+def _open_video(path: Path, max_frames: int | None = None) -> Source:
     try:
         reader = imageio_ffmpeg.read_frames(str(path))
         meta = next(reader)
         reader.close()
-        n, seconds = _count_frames(path)
+        n, seconds = _count_frames(path, max_frames)
     except Exception as error:  # anything ffmpeg or its header parser raise: the file is unusable
         if "does not contain any stream" in str(error):  # ffmpeg found no picture to decode
             raise VStyleError(f"video {path} has no video frames (no video stream, or an empty "
@@ -227,11 +227,14 @@ def _open_video(path: Path) -> Source:
                   "audio_codec" in meta)
 
 
-def _count_frames(path: Path) -> tuple[int, float]:
-    """Decode the first video stream to nowhere: its frame count and its length, timed from
-    its first picture (where the sound starts earlier, the file's own clock adds the gap)."""
+def _count_frames(path: Path, limit: int | None = None) -> tuple[int, float]:
+    """Decode the first video stream (or its first `limit` frames) to nowhere: the frame count
+    and their length, timed from the first picture (where the sound starts earlier, the file's
+    own clock adds the gap). The limit matters: `--max-frames 24` of a two-minute 1080p clip
+    waited 11 s for this on 2 cores, of an hour-long film minutes."""
+    cap = [] if limit is None else ["-frames:v", str(limit)]
     proc = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path),
-                           "-map", "0:v:0", "-vf", "setpts=PTS-STARTPTS", "-f", "null", "-"],
+                           "-map", "0:v:0", "-vf", "setpts=PTS-STARTPTS", *cap, "-f", "null", "-"],
                           capture_output=True, stdin=subprocess.DEVNULL)
     log = proc.stderr.decode(errors="replace")
     if proc.returncode != 0:
