@@ -111,7 +111,8 @@ def main_command(
     restart: bool = typer.Option(False, "--restart", help="Ignore an earlier interrupted run."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
     workers: Optional[int] = typer.Option(None, help="batch: inputs at once (default: one per "
-                                          "GPU, or one on the CPU)."),
+                                          "GPU, or one on the CPU; with --ray, as many as the "
+                                          "cluster takes)."),
     ray: bool = typer.Option(False, "--ray", help="batch: run on Ray (local unless --ray-address)."),
     ray_address: Optional[str] = typer.Option(None, help="batch: a Ray cluster's address."),
     chunk_frames: Optional[int] = typer.Option(None, help="batch: split videos longer than this "
@@ -184,7 +185,7 @@ def run_batch(inputs: list[Path], style: Path, outdir: Optional[Path], options: 
         task = progress.add_task("batch", total=None)
         try:
             outcomes = batch.run_batch(expanded, [style], outdir, options,
-                                       workers=workers or batch.default_workers(), use_ray=use_ray,
+                                       workers=workers, use_ray=use_ray,
                                        ray_address=address, chunk_frames=chunk_frames,
                                        on_plan=lambda n: progress.update(task, total=n),
                                        on_done=on_done)

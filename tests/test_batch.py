@@ -16,7 +16,7 @@ import pytest
 from conftest import FAST, ROOT, frames, run_cli, with_audio, write_gif, write_mp4
 from vstyle import media
 from vstyle.errors import VStyleError
-from vstyle.batch import OVERLAP, chunk_jobs, expand_inputs, plan, run_batch
+from vstyle.batch import OVERLAP, chunk_jobs, expand_inputs, plan, ray_shape, run_batch
 from vstyle.options import Options
 
 
@@ -50,8 +50,27 @@ def test_batch_one_bad_input_does_not_stop_the_others(three_clips, style, tmp_pa
 def test_batch_on_local_ray(three_clips, style, tmp_path):
     pytest.importorskip("ray")
     out = tmp_path / "out"
-    result = run_cli("batch", three_clips, style, "-o", out, "--ray", *FAST, timeout=600)
+    result = run_cli("batch", three_clips, style, "-o", out, "--ray", "--workers", 2, *FAST,
+                     timeout=600)  # three jobs, two at a time
     check_batch(result, out)
+
+
+def test_ray_tasks_share_the_cores_as_workers_asks():
+    one = [{"Alive": True, "Resources": {"CPU": 16.0}}]
+    two = [{"Alive": True, "Resources": {"CPU": 8.0}}] * 2
+    assert ray_shape({"CPU": 16.0, "GPU": 4.0}, one, 2) == (1, 1)  # a card each
+    assert ray_shape({"CPU": 16.0}, one, None) == (0, 1)  # a core each, 16 at once
+    assert ray_shape({"CPU": 16.0}, one, 4) == (0, 4)
+    assert ray_shape({"CPU": 16.0}, two, 1) == (0, 8)  # no more than one node holds
+    assert ray_shape({"CPU": 2.0}, [{"Alive": True, "Resources": {"CPU": 2.0}}], 8) == (0, 1)
+
+
+@pytest.mark.parametrize("name, value", [("workers", 0), ("chunk_frames", -5)])
+def test_batch_refuses_counts_below_one(style, tmp_path, name, value):
+    clip = write_mp4(tmp_path / "clip.mp4", frames(3))
+    with pytest.raises(VStyleError, match=f"--{name.replace('_', '-')} must be at least 1"):
+        run_batch([clip], [style], tmp_path / "out", Options(weights="random"), **{name: value})
+    assert not (tmp_path / "out").exists()
 
 
 def test_chunks_overlap_and_cover_every_frame(tmp_path):

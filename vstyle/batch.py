@@ -234,11 +234,15 @@ OnDone = Callable[[Job, str, int, str], None]
 
 
 def run_batch(inputs: list[Path], styles: list[Path], outdir: Path, options: Options, *,
-              workers: int = 1, ray_address: str | None = None, use_ray: bool = False,
+              workers: int | None = None, ray_address: str | None = None, use_ray: bool = False,
               chunk_frames: int | None = None, on_plan: Callable[[int], None] | None = None,
               on_done: OnDone | None = None) -> list[Outcome]:
-    """Stylize every input into outdir; one failure never stops the others."""
+    """Stylize every input into outdir; one failure never stops the others. `workers`: jobs
+    at once (default: one per GPU locally, as many as the Ray cluster takes)."""
     options = options.validate()
+    for name, value in (("workers", workers), ("chunk-frames", chunk_frames)):
+        if value is not None and value < 1:
+            raise VStyleError(f"--{name} must be at least 1 (got {value})")
     if chunk_frames and (options.loop or options.preserve_colors):
         raise VStyleError("--loop and --preserve-colors need each clip in one piece (the last "
                           "frames lead into frame 1; colours are matched to frame 1): leave out "
@@ -274,7 +278,8 @@ def run_batch(inputs: list[Path], styles: list[Path], outdir: Path, options: Opt
     return outcomes
 
 
-def _run_local(jobs: list[Job], styles, options, workers: int, _address):
+def _run_local(jobs: list[Job], styles, options, workers: int | None, _address):
+    workers = workers or default_workers()
     if workers <= 1 or len(jobs) <= 1:
         for i, job in enumerate(jobs):
             yield i, run_job(job, styles, options)
@@ -358,7 +363,7 @@ def _worker_job(job: Job, styles: list[Path], options: Options) -> tuple[str, in
         _IN_JOB = False
 
 
-def _run_ray(jobs: list[Job], styles, options, _workers, address: str | None):
+def _run_ray(jobs: list[Job], styles, options, workers: int | None, address: str | None):
     try:
         import ray
     except ImportError:
@@ -367,11 +372,14 @@ def _run_ray(jobs: list[Job], styles, options, _workers, address: str | None):
              include_dashboard=False, configure_logging=False)
     pending: dict = {}
     try:
-        gpus = int(ray.cluster_resources().get("GPU", 0))
+        gpus, threads = ray_shape(ray.cluster_resources(), ray.nodes(), workers)
         # One task per input or chunk; Ray sets CUDA_VISIBLE_DEVICES, so the task sees cuda:0.
-        task = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1)(run_job)
-        pending = {task.remote(job, styles, options): i for i, job in enumerate(jobs)}
-        while pending:
+        task = ray.remote(num_gpus=gpus, num_cpus=threads)(_ray_job)
+        waiting = list(enumerate(jobs))
+        while waiting or pending:
+            while waiting and len(pending) < (workers or len(jobs)):
+                i, job = waiting.pop(0)
+                pending[task.remote(job, styles, options, threads)] = i
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
                 yield pending.pop(ref), ray.get(ref)
@@ -380,6 +388,29 @@ def _run_ray(jobs: list[Job], styles, options, _workers, address: str | None):
             ray.cancel(ref)
         if address is None:
             ray.shutdown()
+
+
+def ray_shape(resources: dict, nodes: list[dict], workers: int | None) -> tuple[int, int]:
+    """What one Ray task reserves: (GPUs, CPUs). A GPU each where the cluster has them. On
+    CPUs only, --workers N shares the cluster's cores among N tasks at once (at most one
+    node's worth, or no node could take a task); without it, one core each and as many tasks
+    as there are cores (the most frames per hour, and the most memory)."""
+    if resources.get("GPU", 0) >= 1:
+        return 1, 1
+    if not workers:
+        return 0, 1
+    largest = max((n.get("Resources", {}).get("CPU", 1) for n in nodes if n.get("Alive", True)),
+                  default=1)
+    return 0, int(max(1, min(largest, resources.get("CPU", 1) // workers)))
+
+
+def _ray_job(job: Job, styles: list[Path], options: Options, threads: int):
+    # A Ray worker process runs task after task: its torch keeps the thread count it started
+    # with, so set this task's share of the cores.
+    if options.device == "cpu" or not _gpu_count():
+        import torch
+        torch.set_num_threads(threads)
+    return run_job(job, styles, options)
 
 
 def _gpu_count() -> int:
