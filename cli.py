@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import List, Optional
@@ -15,8 +16,9 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
+from rich.text import Text
 
 import vstyle
 from vstyle.options import Options
@@ -150,7 +152,7 @@ def main_command(
     if workers is not None or ray or ray_address or chunk_frames:
         raise vstyle.VStyleError("--workers, --ray, --ray-address and --chunk-frames are for "
                                  "`vstyle batch INPUTS... STYLE -o OUTDIR`")
-    with ProgressView(quiet) as view:
+    with ProgressView(quiet, options) as view:
         result = vstyle.stylize(input, styles, output, options, on_event=view, report=report,
                                 work_dir=work_dir, keep_work=keep_work, restart=restart)
     if not quiet:
@@ -206,15 +208,71 @@ def run_batch(inputs: list[Path], style: Path, outdir: Optional[Path], options: 
                                  "fix them and run the same command again: finished ones are skipped")
 
 
+class Eta:
+    """Time left, counted in optimizer iterations. Frame 1 takes up to --first-iterations and
+    the warm frames after it far fewer (about 25 at the defaults), so a rate in frames is off
+    by hours while frame 1 runs and for a while after it."""
+
+    def __init__(self, options: Options):
+        # a warm frame's iterations until one has finished (24-27 at the defaults: bench/temporal.py)
+        self.guess = min(options.iterations, max(25, options.min_iterations))
+        self.warm: list[int] = []  # iterations of the warm frames finished so far
+        self.step_seconds = self.steps = 0.0
+        self.last: tuple[int, float] | None = None  # (frame, time) of the last iteration
+        self.n_frames = self.frame = self.iteration = self.max_iterations = 0
+
+    def start(self, n_frames: int) -> None:
+        self.n_frames = n_frames
+
+    def step(self, frame: int, iteration: int, max_iterations: int, now: float) -> None:
+        if self.last is not None and self.last[0] == frame:  # the time between two iterations
+            self.step_seconds += now - self.last[1]
+            self.steps += 1
+        self.last = (frame, now)
+        self.frame, self.iteration, self.max_iterations = frame, iteration, max_iterations
+
+    def finished(self, frame: int, iterations: int) -> None:
+        if frame > 1:
+            self.warm.append(iterations)
+        self.frame, self.iteration = frame, 0
+
+    def seconds_left(self) -> float | None:
+        if not self.steps:
+            return None
+        warm = sum(self.warm) / len(self.warm) if self.warm else self.guess
+        if self.iteration == 0:  # between frames: self.frame is finished
+            now = 0.0
+        elif self.frame == 1:
+            now = self.max_iterations - self.iteration
+        else:
+            now = max(warm - self.iteration, 1)
+        later = self.n_frames - self.frame
+        return (now + later * warm) * self.step_seconds / self.steps
+
+
+class EtaColumn(ProgressColumn):
+    def __init__(self, eta: Eta):
+        super().__init__()
+        self.eta = eta
+
+    def render(self, task) -> Text:
+        left = self.eta.seconds_left()
+        if task.finished or left is None:
+            return Text("eta -:--:--", style="cyan")
+        left = int(left)
+        return Text(f"eta {left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}", style="cyan")
+
+
 class ProgressView:
     """Draws the library's events as a rich progress bar (frames, iteration, loss, ETA)."""
 
-    def __init__(self, quiet: bool):
+    def __init__(self, quiet: bool, options: Options):
         self.quiet = quiet
+        self.eta = Eta(options)
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("frames · it {task.fields[it]} · loss {task.fields[loss]}"),
-            TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False)
+            TimeElapsedColumn(), EtaColumn(self.eta), console=err, transient=False)
         self.task = None
 
     def __enter__(self):
@@ -232,12 +290,15 @@ class ProgressView:
         if self.quiet:
             return
         if event.kind == "start":
+            self.eta.start(event.n_frames)
             self.task = self.progress.add_task("stylizing", total=event.n_frames,
                                                completed=event.frame, it="-", loss="-")
         elif event.kind == "step" and self.task is not None:
+            self.eta.step(event.frame, event.iteration, event.max_iterations, time.monotonic())
             self.progress.update(self.task, it=f"{event.iteration}/{event.max_iterations}",
                                  loss=f"{event.loss:.4g}")
         elif event.kind == "frame" and event.stats is not None and self.task is not None:
+            self.eta.finished(event.frame, event.stats.iterations)
             self.progress.update(self.task, completed=event.frame)
         elif event.kind == "encode" and self.task is not None:
             self.progress.update(self.task, description="encoding")

@@ -279,6 +279,24 @@ def test_ctrl_c_before_the_frames_is_exit_130(clip, style, tmp_path, monkeypatch
     assert exit.value.code == 130 and "interrupted" in capsys.readouterr().err
 
 
+def test_eta_counts_iterations_not_frames():
+    from cli import Eta
+    from vstyle.options import Options
+    eta = Eta(Options())  # frame 1: up to 500 iterations; later ones guessed at 25 until seen
+    eta.start(n_frames=3)
+    assert eta.seconds_left() is None  # no iteration timed yet
+    for i in range(1, 52):
+        eta.step(1, i, 500, now=float(i))  # one second an iteration
+    assert eta.seconds_left() == pytest.approx((500 - 51) + 2 * 25)
+    eta.finished(1, 120)  # frame 1 stopped early
+    for i in range(1, 21):
+        eta.step(2, i, 100, now=100.0 + 2 * i)  # frames switch: that gap is not an iteration's
+    eta.finished(2, 20)
+    assert eta.seconds_left() == pytest.approx(20 * (50 + 19 * 2) / (50 + 19))
+    eta.step(3, 5, 100, now=200.0)
+    assert eta.seconds_left() == pytest.approx(15 * (50 + 19 * 2) / (50 + 19))
+
+
 def test_batch_refuses_options_of_a_single_run(clip, style, tmp_path):
     line = error_line(run_cli("batch", clip, style, "-o", tmp_path / "out", "--restart"))
     assert "--report, --work-dir, --keep-work and --restart are for one input" in line
