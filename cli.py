@@ -179,7 +179,8 @@ def run_batch(inputs: list[Path], style: Path, outdir: Optional[Path], options: 
     expanded = batch.expand_inputs(inputs)
     progress = Progress(TextColumn("[bold]batch"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("jobs"), TimeElapsedColumn(), TimeRemainingColumn(),
-                        console=err, disable=quiet)
+                        console=err, disable=quiet,
+                        speed_estimate_period=7 * 24 * 3600)  # jobs take minutes: rate since start
 
     def on_done(job, status, frames, error):
         progress.advance(task)
