@@ -113,7 +113,7 @@ def test_adam_also_lowers_the_loss():
     assert seen[-1] < seen[0]
 
 
-def test_bf16_autocast_ends_no_more_than_2_percent_above_fp32():
+def test_bf16_autocast_keeps_the_objective_and_its_descent():
     # The GPU default runs the VGG passes in bfloat16 (Grams and losses in fp32); the CPU has
     # the same autocast, so its numerics are checked here.
     fp32, content = small_stylizer(precision="fp32")
@@ -123,17 +123,29 @@ def test_bf16_autocast_ends_no_more_than_2_percent_above_fp32():
     assert bf16.style_grams["conv1_1"].dtype == torch.float32
     fp32.calibrate(content, content)
     bf16.reference = fp32.reference
+    # Where bf16 acts: the loss and its gradient at one image (measured: 2e-5 apart, cosine 0.997)
+    x = (content + 0.1 * torch.randn(content.shape, generator=torch.Generator().manual_seed(0))
+         ).clamp(0, 1)
+    values, grads = [], []
+    for stylizer in (fp32, bf16):
+        image = x.clone().requires_grad_(True)
+        value, _ = stylizer.perceptual(image, stylizer.content_targets(content))
+        value.sum().backward()
+        values.append(float(value.sum().detach()))
+        grads.append(image.grad.flatten())
+    assert values[1] == pytest.approx(values[0], rel=0.005)
+    assert float(torch.nn.functional.cosine_similarity(*grads, dim=0)) > 0.99
+    # Whole runs: 20 iterations at 48 px are chaotic, so the trajectories part. Measured bf16
+    # over fp32 after 20/40/60 iterations: 1.026/0.975/0.981 (AMD EPYC), 0.94-1.11 (H200, where
+    # fp32 runs alone end +-2.5 % apart). The 2 % claim at working sizes is bench/speed.py's
+    # (512 px, 8 frames: bf16 0.0209, fp32 0.0206).
     finals = []
     for stylizer in (fp32, bf16):
-        result, _ = stylizer.stylize(content, content, 20)
+        result, _ = stylizer.stylize(content, content, 40)
         value, _ = fp32.perceptual(result, fp32.content_targets(content))  # one judge, fp32
         finals.append(float(value.sum()) / fp32.reference)
     assert finals[0] < 0.5  # both really optimized
-    # The CPU is deterministic: 2 %. On a GPU cuDNN picks its kernels by timing them, and 20
-    # iterations at 48 px are chaotic enough that fp32 runs alone end +-2.5 % apart from one
-    # process to the next, bf16 runs 0.94-1.11x fp32 (H200). The 2 % claim at working sizes
-    # is bench/speed.py's (512 px, 8 frames: bf16 0.0209, fp32 0.0206).
-    bound = 1.02 if content.device.type == "cpu" else 1.15
+    bound = 1.05 if content.device.type == "cpu" else 1.15
     assert finals[1] <= bound * finals[0], finals  # (trajectories differ: it may end lower)
     with pytest.raises(VStyleError, match="--precision must be one of"):
         Options(precision="fp8").validate()
