@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -151,6 +152,26 @@ def test_max_frames_reads_only_the_frames_it_uses(tmp_path):
     source = media.open_source(vfr, max_frames=4)
     assert source.n_frames == 4 and source.timing.seconds(4) == pytest.approx(0.4, abs=0.005)
     assert len(list(source.frames())) == 4
+
+
+def test_a_phone_video_stored_sideways_comes_out_upright_and_quietly(tmp_path):
+    made = tmp_path / "made.mp4"
+    subprocess.run([FFMPEG, "-y", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x36:rate=10",
+                    "-frames:v", "4", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(made)],
+                   check=True)
+    sideways = tmp_path / "phone.mp4"  # the same pictures, flagged to be shown turned 90 degrees
+    subprocess.run([FFMPEG, "-y", "-v", "error", "-display_rotation", "90", "-i", str(made), "-c",
+                    "copy", str(sideways)], check=True)
+    source = media.open_source(sideways)
+    assert source.size == (36, 64) and [f.shape for f in source.frames()] == [(64, 36, 3)] * 4
+    out = tmp_path / "out.mp4"
+    media.write_output(lambda: source.frames(), out, "mp4", source.timing)
+    assert iio.immeta(out)["size"] == (36, 64)
+    # imageio-ffmpeg's warning about the turn is not shown (outside pytest, whose log handler
+    # would take it: without one, Python prints a library's warnings to stderr)
+    script = f"from vstyle import media; list(media.open_source({str(sideways)!r}).frames())"
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert run.returncode == 0 and run.stderr == "", run.stderr
 
 
 def test_a_video_that_starts_after_its_sound_keeps_its_rate(tmp_path):

@@ -7,6 +7,7 @@ Pillow and OpenCV, leave this module as a VStyleError whose one line names the f
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -39,6 +40,15 @@ GIF_DITHER = {"bayer": "bayer:bayer_scale=5", "sierra2_4a": "sierra2_4a",
 # mp4 holds these audio codecs as they are; anything else (pcm, vorbis...) is re-encoded to AAC.
 MP4_AUDIO_COPY = {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"}
 _FRAME_NAME = re.compile(r"\d{5,}\.png")
+
+
+def _not_rotation(record: logging.LogRecord) -> bool:
+    # imageio-ffmpeg logs a warning for every video filmed upright on a phone (stored sideways
+    # with a rotation flag): ffmpeg turns the frames upright, and so should we, without a word.
+    return "is different from the source frame size" not in record.getMessage()
+
+
+logging.getLogger("imageio_ffmpeg").addFilter(_not_rotation)
 
 
 @dataclass
