@@ -174,6 +174,19 @@ def test_a_phone_video_stored_sideways_comes_out_upright_and_quietly(tmp_path):
     assert run.returncode == 0 and run.stderr == "", run.stderr
 
 
+@pytest.mark.parametrize("suffix, codec", [(".ts", "libx264"), (".mpg", "mpeg2video"),
+                                          (".wmv", "wmv2"), (".m4v", "libx264")])
+def test_other_video_containers_open(tmp_path, suffix, codec):
+    clip = tmp_path / f"clip{suffix}"  # .ts starts its clock at 1.4 s, not 0
+    subprocess.run([FFMPEG, "-y", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=25",
+                    "-f", "lavfi", "-i", "sine=duration=1", "-frames:v", "10", "-c:v", codec,
+                    "-pix_fmt", "yuv420p", "-shortest", str(clip)], check=True)
+    source = media.open_source(clip)
+    assert (source.n_frames, source.timing.fps, source.size, source.has_audio) == \
+        (10, 25, (64, 48), True)
+    assert len(list(source.frames())) == 10
+
+
 def test_a_video_that_starts_after_its_sound_keeps_its_rate(tmp_path):
     made = tmp_path / "made.mp4"
     subprocess.run([FFMPEG, "-y", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=25",

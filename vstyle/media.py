@@ -30,7 +30,9 @@ from PIL import Image, ImageOps
 
 from .errors import VStyleError, VStyleWarning
 
-VIDEO_EXTS = {".mp4", ".mov", ".mkv", ".webm", ".avi"}
+# what ffmpeg decodes: phones, cameras (.mts/.m2ts: AVCHD), broadcast (.ts), older web video
+VIDEO_EXTS = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".mts",
+              ".m2ts", ".flv", ".wmv", ".3gp", ".ogv"}
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 OUTPUT_EXTS = {".gif": "gif", ".mp4": "mp4", ".png": "image", ".jpg": "image", ".jpeg": "image"}
 FOLDER_FPS = 10.0  # folders and stills carry no timing of their own
