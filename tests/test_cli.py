@@ -167,7 +167,7 @@ def _(d: Path):
 
 
 @bad("still output for a clip", "out.png is a still image but the input has 8 frames",
-     "write .gif, .mp4 or a folder")
+     "write .gif, .mp4 or a folder (or add --max-frames 1 to try the look on the first frame)")
 def _(d: Path):
     return ["clip.mp4", "style.png", "-o", "out.png"]
 

@@ -437,7 +437,8 @@ def check_output(output: Path, source: Source) -> str:
     kind = output_kind(output)
     if kind == "image" and source.n_frames > 1:
         raise VStyleError(f"output {output} is a still image but the input has {source.n_frames} "
-                          "frames: write .gif, .mp4 or a folder")
+                          "frames: write .gif, .mp4 or a folder (or add --max-frames 1 to try "
+                          "the look on the first frame)")
     if output.resolve() == source.path.resolve():
         raise VStyleError(f"output {output} is the input itself: choose another output name")
     if kind == "folder":
