@@ -133,6 +133,24 @@ def test_gif_varying_durations_play_the_same_in_an_mp4(tmp_path):
     assert iio.immeta(out)["duration"] == pytest.approx(0.24)
 
 
+@pytest.mark.parametrize("durations", [None, [50, 100, 50]])  # constant rate, and paced
+def test_mp4_colours_are_bt709_and_say_so(tmp_path, durations):
+    # Players guess BT.709 for untagged HD video; ffmpeg's RGB conversion, untold, is BT.601.
+    frame = np.zeros((48, 64, 3), np.uint8)
+    frame[:, :32], frame[:, 32:] = (200, 30, 30), (30, 200, 30)
+    out = tmp_path / "out.mp4"
+    media.write_output([frame] * 3, out, "mp4", Timing(10.0, durations), crf=0)
+    log = subprocess.run([FFMPEG, "-hide_banner", "-i", str(out)], capture_output=True,
+                         text=True).stderr
+    assert "yuv420p(tv, bt709, progressive)" in log  # matrix, primaries and transfer tagged
+    yuv = subprocess.run([FFMPEG, "-v", "error", "-i", str(out), "-frames:v", "1", "-f", "rawvideo",
+                          "-pix_fmt", "yuv444p", "-"], capture_output=True, check=True).stdout
+    y, u, v = np.frombuffer(yuv, np.uint8).reshape(3, 48, 64)[:, 24, [8, 56]].tolist()
+    assert (y, u, v) == ([73, 146], [111, 70], [202, 60])  # BT.709 (BT.601: Y 85, 127)
+    assert np.abs(iio.imread(out, index=0)[24, [8, 56]].astype(int) - [[200, 30, 30],
+                                                                     [30, 200, 30]]).max() <= 3
+
+
 def test_a_variable_rate_video_keeps_its_length(tmp_path):
     durations = [120, 20, 20, 20, 120, 20, 20, 20]  # 360 ms: 22.2 fps on average
     vfr = tmp_path / "vfr.mp4"
