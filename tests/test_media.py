@@ -151,6 +151,24 @@ def test_mp4_colours_are_bt709_and_say_so(tmp_path, durations):
                                                                      [30, 200, 30]]).max() <= 3
 
 
+@pytest.mark.parametrize("size, matrix", [((1280, 720), "bt709"), ((640, 360), "bt470bg")])
+def test_untagged_video_is_read_in_the_colours_players_show(tmp_path, size, matrix):
+    # A video that names no YUV matrix: players read HD as BT.709, SD as BT.601 (ffmpeg: always
+    # BT.601). Written here with the matrix a player would assume, then untagged.
+    w, h = size
+    frame = np.zeros((h, w, 3), np.uint8)
+    frame[:, :w // 2], frame[:, w // 2:] = (200, 30, 30), (30, 200, 30)
+    clip = tmp_path / "untagged.mp4"
+    subprocess.run([FFMPEG, "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s",
+                    f"{w}x{h}", "-r", "10", "-i", "-", "-vf", f"scale=out_color_matrix={matrix}:"
+                    "out_range=tv,format=yuv420p,setparams=colorspace=unknown:range=unknown",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-qp", "0", str(clip)],
+                   input=frame.tobytes() * 2, check=True)
+    decoded = next(media.open_source(clip).frames())
+    assert np.abs(decoded[h // 2, [w // 4, 3 * w // 4]].astype(int) - [[200, 30, 30],
+                                                                      [30, 200, 30]]).max() <= 3
+
+
 def test_a_variable_rate_video_keeps_its_length(tmp_path):
     durations = [120, 20, 20, 20, 120, 20, 20, 20]  # 360 ms: 22.2 fps on average
     vfr = tmp_path / "vfr.mp4"

@@ -89,6 +89,7 @@ class Source:
     has_audio: bool  # video with an audio stream
     files: list[Path] = field(default_factory=list, repr=False)  # folder: its images, in order
     start: int = 0  # a window (a chunk of a long video) starts this many frames in
+    matrix: str = ""  # video: the YUV matrix to decode with where the file names none
 
     def frames(self, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
         """Lazily decode the n_frames frames, RGB uint8 (H, W, 3), resized to size=(w, h) if given."""
@@ -236,7 +237,25 @@ def _open_video(path: Path, max_frames: int | None = None) -> Source:
         # (Also corrects a rate ffmpeg states rounded, 23.98 for 24000/1001, on long clips.)
         fps = n / seconds
     return Source(path, "video", n, tuple(meta["size"]), Timing(float(fps), None),
-                  "audio_codec" in meta)
+                  "audio_codec" in meta, matrix=_assumed_matrix(meta.get("pix_fmt", ""),
+                                                                meta["source_size"]))
+
+
+# YUV matrices ffmpeg names in a stream's description, e.g. "yuv420p(tv, bt709, progressive)"
+_MATRICES = {"bt709", "bt470bg", "smpte170m", "bt2020nc", "bt2020c", "smpte240m", "fcc", "ycgco",
+             "chroma-derived-nc", "chroma-derived-c", "ictcp", "gbr"}
+
+
+def _assumed_matrix(pix_fmt: str, size: tuple[int, int]) -> str:
+    """For YUV video that names no colour matrix (common: screen recorders, many encoders),
+    the one players use: BT.709 at HD sizes (mpv, VLC and browsers guess so), where ffmpeg
+    would decode BT.601, off by up to 30 levels (green (29, 199, 28) read as (42, 228, 34)).
+    "" where the file names one, or for SD sizes, where both agree on BT.601."""
+    name, _, tags = pix_fmt.partition("(")
+    if not name.startswith(("yuv", "nv")) or _MATRICES & set(re.split(r"[\s,/()]+", tags)):
+        return ""
+    w, h = size
+    return "bt709" if w >= 1280 or h > 576 else ""
 
 
 def _count_frames(path: Path, limit: int | None = None) -> tuple[int, float]:
@@ -260,8 +279,11 @@ def _count_frames(path: Path, limit: int | None = None) -> tuple[int, float]:
 def _video_frames(source: Source) -> Iterator[np.ndarray]:
     # passthrough: every coded frame once, as _count_frames counts them (no CFR dup/drop).
     params = ["-map", "0:v:0", "-fps_mode", "passthrough"]
+    filters = [f"setparams=colorspace={source.matrix}"] if source.matrix else []
     if source.start:  # a window: ffmpeg drops the frames before it (decoded, never piped to us)
-        params += ["-vf", f"select=gte(n\\,{source.start})"]
+        filters.append(f"select=gte(n\\,{source.start})")
+    if filters:
+        params += ["-vf", ",".join(filters)]
     reader = imageio_ffmpeg.read_frames(str(source.path), output_params=params)
     try:
         w, h = _decode_step(source, reader)["size"]
