@@ -16,7 +16,7 @@ import numpy as np
 from .errors import VStyleError
 from .media import png_bytes
 
-VERSION = 1  # bump when a change makes old work folders unusable
+VERSION = 2  # bump when old work folders become unusable (2: untagged HD video read as BT.709)
 
 
 def fingerprint(path: Path, files: list[Path] | None = None) -> str:
