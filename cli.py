@@ -218,7 +218,9 @@ class Eta:
         # a warm frame's iterations until one has finished (24-27 at the defaults: bench/temporal.py)
         self.guess = min(options.iterations, max(25, options.min_iterations))
         self.warm: list[int] = []  # iterations of the warm frames finished so far
-        self.step_seconds = self.steps = 0.0
+        # seconds an iteration, a moving average: --scales runs frame 1's first iterations
+        # smaller, and warm frames carry more loss terms
+        self.step_seconds: float | None = None
         self.last: tuple[int, float] | None = None  # (frame, time) of the last iteration
         self.n_frames = self.frame = self.iteration = self.max_iterations = 0
 
@@ -227,8 +229,9 @@ class Eta:
 
     def step(self, frame: int, iteration: int, max_iterations: int, now: float) -> None:
         if self.last is not None and self.last[0] == frame:  # the time between two iterations
-            self.step_seconds += now - self.last[1]
-            self.steps += 1
+            took = now - self.last[1]
+            self.step_seconds = took if self.step_seconds is None else \
+                0.9 * self.step_seconds + 0.1 * took
         self.last = (frame, now)
         self.frame, self.iteration, self.max_iterations = frame, iteration, max_iterations
 
@@ -238,7 +241,7 @@ class Eta:
         self.frame, self.iteration = frame, 0
 
     def seconds_left(self) -> float | None:
-        if not self.steps:
+        if self.step_seconds is None:
             return None
         warm = sum(self.warm) / len(self.warm) if self.warm else self.guess
         if self.iteration == 0:  # between frames: self.frame is finished
@@ -248,7 +251,7 @@ class Eta:
         else:
             now = max(warm - self.iteration, 1)
         later = self.n_frames - self.frame
-        return (now + later * warm) * self.step_seconds / self.steps
+        return (now + later * warm) * self.step_seconds
 
 
 class EtaColumn(ProgressColumn):
