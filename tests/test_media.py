@@ -180,11 +180,16 @@ def test_a_variable_rate_video_keeps_its_length(tmp_path):
     assert iio.immeta(out)["duration"] == pytest.approx(0.36, abs=0.01)
 
 
-def test_max_frames_reads_only_the_frames_it_uses(tmp_path):
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".ts"])
+def test_max_frames_reads_only_the_frames_it_uses(tmp_path, suffix):
     # a slow start and a fast end: the first four frames last 0.4 s, the clip's average rate
-    # (21.4 fps) would squeeze them into 0.19 s, out of step with their sound
-    vfr = tmp_path / "vfr.mp4"
-    media.write_output(moving_square(12), vfr, "mp4", Timing(0, [100] * 4 + [20] * 8))
+    # (21.4 fps) would squeeze them into 0.19 s, out of step with their sound (and ffmpeg's
+    # own end time for the first four of a .mkv or .ts says 0.1 s)
+    made = tmp_path / "vfr.mp4"
+    media.write_output(moving_square(12), made, "mp4", Timing(0, [100] * 4 + [20] * 8))
+    vfr = tmp_path / f"in{suffix}"
+    subprocess.run([FFMPEG, "-y", "-v", "error", "-i", str(made), "-c", "copy", str(vfr)],
+                   check=True)
     source = media.open_source(vfr, max_frames=4)
     assert source.n_frames == 4 and source.timing.seconds(4) == pytest.approx(0.4, abs=0.005)
     assert len(list(source.frames())) == 4
