@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
+                           TimeElapsedColumn)
 from rich.text import Text
 
 import vstyle
@@ -178,9 +178,8 @@ def run_batch(inputs: list[Path], style: Path, outdir: Optional[Path], options: 
         raise vstyle.VStyleError("vstyle batch needs -o OUTDIR: the folder for the outputs")
     expanded = batch.expand_inputs(inputs)
     progress = Progress(TextColumn("[bold]batch"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("jobs"), TimeElapsedColumn(), TimeRemainingColumn(),
-                        console=err, disable=quiet,
-                        speed_estimate_period=7 * 24 * 3600)  # jobs take minutes: rate since start
+                        TextColumn("jobs"), TimeElapsedColumn(), JobsEtaColumn(),
+                        console=err, disable=quiet)
 
     def on_done(job, status, frames, error):
         progress.advance(task)
@@ -215,8 +214,10 @@ class Eta:
     by hours while frame 1 runs and for a while after it."""
 
     def __init__(self, options: Options):
-        # a warm frame's iterations until one has finished (24-27 at the defaults: bench/temporal.py)
-        self.guess = min(options.iterations, max(25, options.min_iterations))
+        # a warm frame's iterations until one has finished (24-27 at the defaults: bench/temporal.py;
+        # frames that start afresh, --warm-start none, run to the ceiling)
+        self.guess = options.iterations if options.warm_start == "none" else \
+            min(options.iterations, max(25, options.min_iterations))
         self.warm: list[int] = []  # iterations of the warm frames finished so far
         # seconds an iteration, a moving average: --scales runs frame 1's first iterations
         # smaller, and warm frames carry more loss terms
@@ -254,17 +255,30 @@ class Eta:
         return (now + later * warm) * self.step_seconds
 
 
+def clock(seconds: float | None) -> Text:
+    if seconds is None:
+        return Text("eta -:--:--", style="cyan")
+    s = int(seconds)
+    return Text(f"eta {s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}", style="cyan")
+
+
+class JobsEtaColumn(ProgressColumn):
+    """A batch's time left at its rate since the start: jobs take minutes, and rich's own
+    estimate (the jobs finished in the last 30 s) is mostly empty."""
+
+    def render(self, task) -> Text:
+        if not task.completed or not task.total or task.finished or task.elapsed is None:
+            return clock(None)
+        return clock(task.elapsed / task.completed * (task.total - task.completed))
+
+
 class EtaColumn(ProgressColumn):
     def __init__(self, eta: Eta):
         super().__init__()
         self.eta = eta
 
     def render(self, task) -> Text:
-        left = self.eta.seconds_left()
-        if task.finished or left is None:
-            return Text("eta -:--:--", style="cyan")
-        left = int(left)
-        return Text(f"eta {left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}", style="cyan")
+        return clock(None if task.finished else self.eta.seconds_left())
 
 
 class ProgressView:

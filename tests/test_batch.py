@@ -62,6 +62,7 @@ def test_ray_tasks_share_the_cores_as_workers_asks():
     assert ray_shape({"CPU": 16.0}, one, None) == (0, 1)  # a core each, 16 at once
     assert ray_shape({"CPU": 16.0}, one, 4) == (0, 4)
     assert ray_shape({"CPU": 16.0}, two, 1) == (0, 8)  # no more than one node holds
+    assert ray_shape({"CPU": 16.0}, two, 3) == (0, 4)  # 5 each would fit one a node: 2 at once
     assert ray_shape({"CPU": 2.0}, [{"Alive": True, "Resources": {"CPU": 2.0}}], 8) == (0, 1)
 
 

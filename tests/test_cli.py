@@ -297,6 +297,19 @@ def test_eta_counts_iterations_not_frames():
     assert eta.seconds_left() == pytest.approx(35 * 2, rel=0.02)
 
 
+def test_batch_eta_is_the_rate_since_the_start():
+    from rich.progress import Progress
+    from cli import JobsEtaColumn
+    now = [0.0]
+    progress = Progress(get_time=lambda: now[0], disable=True)
+    task = progress.add_task("batch", total=10)
+    column = JobsEtaColumn()
+    assert column.render(progress.tasks[0]).plain == "eta -:--:--"
+    now[0] = 60.0
+    progress.update(task, advance=3)  # two workers: three jobs done, close together, in 60 s
+    assert column.render(progress.tasks[0]).plain == "eta 0:02:20"
+
+
 def test_batch_refuses_options_of_a_single_run(clip, style, tmp_path):
     line = error_line(run_cli("batch", clip, style, "-o", tmp_path / "out", "--restart"))
     assert "--report, --work-dir, --keep-work and --restart are for one input" in line

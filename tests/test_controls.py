@@ -64,8 +64,12 @@ def test_scales_run_the_first_frame_coarse_to_fine(clip, style, tmp_path, monkey
         sizes.append(tuple(content.shape[-2:]))
         return original(self, content, init, *args, **kwargs)
     monkeypatch.setattr(Stylizer, "stylize", spy)
-    vstyle.stylize(clip, style, tmp_path / "out", max_frames=2, scales=2, **{**TINY, "size": 64})
+    events = []
+    vstyle.stylize(clip, style, tmp_path / "out", max_frames=2, scales=2, **{**TINY, "size": 64},
+                   on_event=events.append)
     assert sizes == [(24, 32), (48, 64), (48, 64)]  # frame 1 at two scales, frame 2 at full
+    steps = [(e.iteration, e.max_iterations) for e in events if e.kind == "step" and e.frame == 1]
+    assert steps == [(i, 8) for i in range(1, 9)]  # progress counts on across the scales
 
 
 def test_average_pooling_replaces_max_pooling():

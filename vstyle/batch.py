@@ -392,16 +392,17 @@ def _run_ray(jobs: list[Job], styles, options, workers: int | None, address: str
 
 def ray_shape(resources: dict, nodes: list[dict], workers: int | None) -> tuple[int, int]:
     """What one Ray task reserves: (GPUs, CPUs). A GPU each where the cluster has them. On
-    CPUs only, --workers N shares the cluster's cores among N tasks at once (at most one
-    node's worth, or no node could take a task); without it, one core each and as many tasks
-    as there are cores (the most frames per hour, and the most memory)."""
+    CPUs only, --workers N gives each task the most cores that still let N run at once on the
+    cluster's nodes (a task runs on one node); without it, one core each and as many tasks as
+    there are cores (the most frames per hour, and the most memory)."""
     if resources.get("GPU", 0) >= 1:
         return 1, 1
     if not workers:
         return 0, 1
-    largest = max((n.get("Resources", {}).get("CPU", 1) for n in nodes if n.get("Alive", True)),
-                  default=1)
-    return 0, int(max(1, min(largest, resources.get("CPU", 1) // workers)))
+    cores = [int(n.get("Resources", {}).get("CPU", 0)) for n in nodes if n.get("Alive", True)]
+    fits = [t for t in range(1, max(cores, default=1) + 1)
+            if sum(c // t for c in cores) >= workers]
+    return 0, max(fits, default=1)
 
 
 def _ray_job(job: Job, styles: list[Path], options: Options, threads: int):

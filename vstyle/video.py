@@ -284,11 +284,14 @@ def first_frame(stylizer: Stylizer, content: torch.Tensor, options: Options,
     sizes = [media.fit_size(size, max(32, max(size) >> k)) for k in range(options.scales - 1, 0, -1)]
     x = stylizer.initial(content)
     total = FrameStats()
-    for s in sizes + [size]:
+    for k, s in enumerate(sizes + [size]):
         if (x.shape[-1], x.shape[-2]) != s:
             x = resize_tensor(x, s)
         c = content if s == size else resize_tensor(content, s)
-        x, stats = stylizer.stylize(c, x, options.first_iterations, on_step=on_step)
+        # progress counts on across the scales, out of what is left of all of them
+        done, more = total.iterations, (len(sizes) - k) * options.first_iterations
+        step = on_step and (lambda i, n, loss, d=done, m=more: on_step(d + i, d + n + m, loss))
+        x, stats = stylizer.stylize(c, x, options.first_iterations, on_step=step)
         total.iterations += stats.iterations
         total.seconds += stats.seconds
         total.loss, total.parts = stats.loss, stats.parts
