@@ -66,6 +66,43 @@ def test_ray_tasks_share_the_cores_as_workers_asks():
     assert ray_shape({"CPU": 2.0}, [{"Alive": True, "Resources": {"CPU": 2.0}}], 8) == (0, 1)
 
 
+def test_ray_runs_no_more_tasks_at_once_than_workers(style, tmp_path, monkeypatch):
+    # a stand-in for Ray: records how many tasks are in flight when each is submitted
+    in_flight, seen = set(), []
+
+    class FakeRay:
+        init = shutdown = cancel = staticmethod(lambda *a, **k: None)
+        cluster_resources = staticmethod(lambda: {"CPU": 8.0})
+        nodes = staticmethod(lambda: [{"Alive": True, "Resources": {"CPU": 8.0}}])
+
+        @staticmethod
+        def remote(**resources):
+            assert resources == {"num_gpus": 0, "num_cpus": 4}  # 8 cores, 2 at once
+
+            class Task:
+                @staticmethod
+                def remote(job, styles, options, threads):
+                    ref = object()
+                    in_flight.add(ref)
+                    seen.append(len(in_flight))
+                    return ref
+            return lambda fn: Task
+
+        @staticmethod
+        def wait(refs, num_returns):
+            done = refs[:num_returns]
+            in_flight.difference_update(done)
+            return done, refs[num_returns:]
+
+        get = staticmethod(lambda ref: ("done", 1, ""))
+    monkeypatch.setitem(sys.modules, "ray", FakeRay)
+    clips = [write_mp4(tmp_path / f"c{i}.mp4", frames(2)) for i in range(5)]
+    outcomes = run_batch(clips, [style], tmp_path / "out", Options(weights="random"), workers=2,
+                         use_ray=True)
+    assert [o.status for o in outcomes] == ["done"] * 5
+    assert len(seen) == 5 and max(seen) == 2
+
+
 @pytest.mark.parametrize("name, value", [("workers", 0), ("chunk_frames", -5)])
 def test_batch_refuses_counts_below_one(style, tmp_path, name, value):
     clip = write_mp4(tmp_path / "clip.mp4", frames(3))
