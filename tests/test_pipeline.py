@@ -197,6 +197,21 @@ def test_a_work_dir_holding_other_files_is_refused_and_left_alone(clip, style, t
     assert not (tmp_path / "out.gif").exists()
 
 
+def test_the_same_run_started_twice_is_refused_while_the_first_runs(clip, style, tmp_path):
+    # The command run again in a second terminal: both would write the same frames, and the
+    # first to finish would delete the work folder under the other. The second is refused.
+    from vstyle.video import default_work_dir
+    from vstyle.workdir import WorkDir
+    out = tmp_path / "out.gif"
+    running = WorkDir(default_work_dir(out), {"version": 0})
+    with pytest.raises(vstyle.VStyleError, match="another vstyle run is working in .*wait for it"):
+        vstyle.stylize(clip, style, out, max_frames=2, **TINY)
+    assert not out.exists() and (default_work_dir(out) / "manifest.json").exists()
+    running.close()  # the first run ends (or dies): the folder is free
+    assert vstyle.stylize(clip, style, out, max_frames=2, **TINY).n_frames == 2
+    assert not default_work_dir(out).exists()  # lock and all removed
+
+
 def test_loop_runs_of_another_length_start_fresh(clip, style, tmp_path):
     # --loop pulls the last frames towards frame 1: they must not be reused mid-clip
     work = tmp_path / "work"

@@ -90,45 +90,46 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
 
     work = WorkDir(Path(work_dir) if work_dir else default_work_dir(output),
                    manifest(source, style_paths, options, size), restart)
-    reused = min(work.done, source.n_frames)
-    if work.notice:
-        emit(Event("notice", message=work.notice))
-    elif reused:
-        emit(Event("notice", message=f"resuming: {reused} of {source.n_frames} frames reused "
-                                     f"from {work.path}"))
-    start = time.perf_counter()
-    emit(Event("start", n_frames=source.n_frames, frame=reused))
-    try:
-        if work.done < source.n_frames:  # else only the encoding is left: no network needed
-            run_frames(source, style_images, options, size, work, emit, device)
-        emit(Event("encode", n_frames=source.n_frames, message=str(output)))
-        frames = compare_frames(source, style_images, size, work) if options.compare else \
-            (lambda: work.frames(source.n_frames))
-        media.write_output(frames, output, kind, source.timing.for_output(options.fps),
-                           audio_from=audio_for(source, kind, options, emit), crf=options.crf,
-                           gif_dither=options.gif_dither)
-    except KeyboardInterrupt:
-        kept = (f"{work.done} of {source.n_frames} frames are kept in {work.path}; run the same "
-                "command again to resume") if work.done else "nothing was written"
-        raise Interrupted(f"interrupted: {kept}") from None
-    except torch.cuda.OutOfMemoryError:
-        raise VStyleError(f"out of GPU memory at --size {options.size}: try a smaller --size "
-                          "or --device cpu") from None
-    finally:
-        if work.done == 0:  # failed before the first frame (device, weights...): leave nothing
-            work.remove()
+    with closing(work):  # holds the folder's lock to the end
+        reused = min(work.done, source.n_frames)
+        if work.notice:
+            emit(Event("notice", message=work.notice))
+        elif reused:
+            emit(Event("notice", message=f"resuming: {reused} of {source.n_frames} frames reused "
+                                         f"from {work.path}"))
+        start = time.perf_counter()
+        emit(Event("start", n_frames=source.n_frames, frame=reused))
+        try:
+            if work.done < source.n_frames:  # else only the encoding is left: no network needed
+                run_frames(source, style_images, options, size, work, emit, device)
+            emit(Event("encode", n_frames=source.n_frames, message=str(output)))
+            frames = compare_frames(source, style_images, size, work) if options.compare else \
+                (lambda: work.frames(source.n_frames))
+            media.write_output(frames, output, kind, source.timing.for_output(options.fps),
+                               audio_from=audio_for(source, kind, options, emit), crf=options.crf,
+                               gif_dither=options.gif_dither)
+        except KeyboardInterrupt:
+            kept = (f"{work.done} of {source.n_frames} frames are kept in {work.path}; run the "
+                    "same command again to resume") if work.done else "nothing was written"
+            raise Interrupted(f"interrupted: {kept}") from None
+        except torch.cuda.OutOfMemoryError:
+            raise VStyleError(f"out of GPU memory at --size {options.size}: try a smaller --size "
+                              "or --device cpu") from None
+        finally:
+            if work.done == 0:  # failed before the first frame (device, weights...): leave nothing
+                work.remove()
 
-    result = RunResult(output, source.n_frames, reused, time.perf_counter() - start,
-                       work.stats(source.n_frames))
-    result.consistency = measured_consistency(result.frames)
-    if report is not None:
-        if result.consistency is None:  # no flow during the run: measure it now
-            result.consistency = metrics.consistency(
-                source.frames(size), work.frames(source.n_frames), options.flow)
-        write_report(Path(report), result, options)
-    if not keep_work:
-        work.remove()
-    return result
+        result = RunResult(output, source.n_frames, reused, time.perf_counter() - start,
+                           work.stats(source.n_frames))
+        result.consistency = measured_consistency(result.frames)
+        if report is not None:
+            if result.consistency is None:  # no flow during the run: measure it now
+                result.consistency = metrics.consistency(
+                    source.frames(size), work.frames(source.n_frames), options.flow)
+            write_report(Path(report), result, options)
+        if not keep_work:
+            work.remove()
+        return result
 
 
 def check_report(path: Path) -> None:

@@ -17,6 +17,7 @@ from .errors import VStyleError
 from .media import png_bytes
 
 VERSION = 2  # bump when old work folders become unusable (2: untagged HD video read as BT.709)
+LOCK = ".lock"  # held by the run using the folder
 
 
 def fingerprint(path: Path, files: list[Path] | None = None) -> str:
@@ -71,18 +72,21 @@ class WorkDir:
     def __init__(self, path: Path, manifest: dict, restart: bool = False):
         self.path = path
         self.notice = ""
-        old = self._read_manifest()
+        self._lock = None
         # The folder is deleted at the end: never take over one that holds someone's files
         # (`--work-dir .`), nor count their NNNNN.png as finished frames.
-        if old is None and path.is_dir() and any(path.iterdir()):
+        if self._read_manifest() is None and path.is_dir() and \
+                any(p.name != LOCK for p in path.iterdir()):
             raise VStyleError(f"work folder {path} already holds files that are not a vstyle "
                               "run's: pass --work-dir with a new or empty folder")
-        if old is not None and (restart or old != manifest):
-            self.notice = ("--restart: starting fresh" if restart else
-                           "inputs or options changed since the last run: starting fresh")
-            shutil.rmtree(path)
         try:
             path.mkdir(parents=True, exist_ok=True)
+            self._lock = take_lock(path / LOCK)  # the same command started twice: one runs
+            old = self._read_manifest()
+            if old is not None and (restart or old != manifest):
+                self.notice = ("--restart: starting fresh" if restart else
+                               "inputs or options changed since the last run: starting fresh")
+                self._clear()
             if not (path / "manifest.json").exists():
                 write_atomic(path / "manifest.json", json.dumps(manifest, indent=1).encode())
         except OSError as e:
@@ -140,5 +144,39 @@ class WorkDir:
             pass
         return [by_frame[k] for k in sorted(by_frame) if k <= n]
 
+    def _clear(self) -> None:
+        for p in self.path.iterdir():
+            if p.name == LOCK:
+                continue
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+        self.close()
+
+    def close(self) -> None:
+        """Let another run use the folder (a process that ends lets go of it anyway)."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+
+def take_lock(path: Path):
+    """An open file holding an exclusive lock on `path`, which the system drops when the
+    process ends however it ends (no stale lock to clean up after a crash)."""
+    f = open(path, "a+b")
+    try:
+        if os.name == "nt":
+            import msvcrt
+            msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        raise VStyleError(f"another vstyle run is working in {path.parent} (the same output): "
+                          "wait for it to finish, or stop it and run again to resume") from None
+    return f
