@@ -100,7 +100,9 @@ def main_command(
                                 "(env: VSTYLE_WEIGHTS)."),
     seed: int = typer.Option(D.seed, help="Random seed (noise init, random weights)."),
     max_frames: Optional[int] = typer.Option(None, help="Only the first N frames."),
-    fps: Optional[float] = typer.Option(None, help="Output frame rate (default: the input's; folders: 10)."),
+    fps: Optional[float] = typer.Option(None, help="Output frame rate (default: the input's; "
+                                        "folders: 10). A clip is resampled: frames dropped or "
+                                        "repeated, same length, sound kept."),
     crf: int = typer.Option(D.crf, help="MP4 quality: 0 (lossless) .. 51, lower is better."),
     gif_dither: str = typer.Option(D.gif_dither, help="GIF dithering: bayer | sierra2_4a | "
                                    "floyd_steinberg | none."),

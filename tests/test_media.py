@@ -77,14 +77,40 @@ def shared(name: str) -> Path:
 
 # --- timing and sizes ----------------------------------------------------------------------------
 
-def test_timing_sliced_and_for_output():
+def test_timing_sliced():
     timing = Timing(1000 * 3 / 100, [20, 30, 50], loop=2)
     first = timing.sliced(0, 2)
     assert first.durations_ms == [20, 30] and first.fps == pytest.approx(40.0) and first.loop == 2
-    uniform = timing.for_output(12.5)
-    assert uniform.durations_ms is None and uniform.fps == 12.5 and uniform.loop == 2
-    assert timing.for_output(None) is timing
     assert Timing(24.0, None).sliced(0, 5).fps == 24.0
+
+
+def test_fps_resamples_a_video_to_fewer_frames_of_the_same_length(tmp_path):
+    # 12 distinct frames at 12 fps (1 s); at 4 fps every third is kept, the second still lasts
+    clip = write_video(tmp_path / "in.mp4", moving_square(12), 12)
+    every = list(media.open_source(clip).frames())
+    source = media.open_source(clip, fps=4)
+    assert (source.n_frames, source.timing.fps, source.timing.seconds(4)) == (4, 4, 1.0)
+    kept = list(source.frames())
+    assert [min(range(12), key=lambda i: np.abs(every[i].astype(int) - f).mean()) for f in kept] \
+        == [0, 3, 6, 9]
+    assert media.open_source(clip, max_frames=2, fps=4).n_frames == 2  # two of the new frames
+    assert media.open_source(clip, fps=24).n_frames == 24  # above its rate: frames repeat
+
+
+def test_fps_resamples_a_gif_by_the_frame_on_screen():
+    assert media.gif_picks([100, 300, 100], fps=10) == [0, 1, 1, 1, 2]
+    assert media.gif_picks([50, 50], fps=20) == [0, 1]
+    assert media.gif_picks([20] * 10, fps=10) == [0, 5]
+
+
+def test_fps_resampled_gif_plays_as_long(tmp_path):
+    gif = write_gif(tmp_path / "in.gif", moving_square(6), [50, 20, 20, 40, 20, 50])  # 200 ms
+    source = media.open_source(gif, fps=25)
+    assert source.n_frames == 5 and source.timing.durations_ms is None
+    out = tmp_path / "out.gif"
+    media.write_output(lambda: source.frames(), out, "gif", source.timing)
+    n, durations, loop, _ = media.gif_info(out)
+    assert n == 5 and durations == [40] * 5 and loop == 0  # 200 ms, as the GIF
 
 
 def test_fit_size_and_resize():

@@ -238,15 +238,16 @@ def test_a_new_file_beside_a_folders_frames_does_not_restart_it(style, tmp_path)
     assert vstyle.stylize(folder, style, tmp_path / "b.gif", work_dir=work, **TINY).reused == 3
 
 
-def test_fps_that_changes_the_speed_leaves_the_audio_out(style, tmp_path):
-    clip = with_audio(write_mp4(tmp_path / "v.mp4", frames(6)), tmp_path / "sound.mp4")
-    notices = []
-    vstyle.stylize(clip, style, tmp_path / "slow.mp4", fps=6, **TINY,
-                   on_event=lambda e: e.kind == "notice" and notices.append(e.message))
-    assert "audio_codec" not in iio.immeta(tmp_path / "slow.mp4")
-    assert notices == ["--fps 6 changes the clip's speed (it was 12 fps): its audio is left out"]
-    vstyle.stylize(clip, style, tmp_path / "same.mp4", fps=12, **TINY)
-    assert iio.immeta(tmp_path / "same.mp4")["audio_codec"] == "aac"
+def test_fps_stylizes_fewer_frames_and_keeps_length_and_sound(style, tmp_path):
+    clip = with_audio(write_mp4(tmp_path / "v.mp4", frames(6)), tmp_path / "sound.mp4")  # 0.5 s
+    result = vstyle.stylize(clip, style, tmp_path / "half.mp4", fps=6, keep_work=True, **TINY)
+    meta = iio.immeta(tmp_path / "half.mp4")
+    assert result.n_frames == 3 and len(result.frames) == 3  # half the work
+    assert meta["fps"] == 6 and meta["duration"] == pytest.approx(0.5, abs=0.05)
+    assert meta["audio_codec"] == "aac"  # the clip keeps its length, so its sound fits
+    # another --fps stylizes other frames: an earlier run's are not reused
+    again = vstyle.stylize(clip, style, tmp_path / "half.mp4", fps=4, **TINY)
+    assert again.reused == 0 and again.n_frames == 2
 
 
 def test_ctrl_c_while_encoding_keeps_the_frames(clip, style, tmp_path, monkeypatch):

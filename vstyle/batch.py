@@ -145,12 +145,13 @@ def failure(error: Exception) -> str:
 
 def join_chunks(output: Path, chunks: list[Job], options: Options) -> int:
     """Encode the kept frames of every chunk, in order, into output (with the source's audio)."""
-    source = chunks[0].source or media.open_source(chunks[0].input, options.max_frames)
+    source = chunks[0].source or media.open_source(chunks[0].input, options.max_frames,
+                                                    options.fps)
 
     kind = media.check_output(output, source)
     frames = lambda: joined_frames(chunks)  # noqa: E731 - write_output may read them twice
-    media.write_output(frames, output, kind, source.timing.for_output(options.fps),
-                       audio_from=audio_for(source, kind, options, lambda event: None),
+    media.write_output(frames, output, kind, source.timing,
+                       audio_from=audio_for(source, kind),
                        crf=options.crf, gif_dither=options.gif_dither)
     for job in chunks:
         shutil.rmtree(job.output, ignore_errors=True)
@@ -211,7 +212,7 @@ def plan(inputs: list[Path], styles: list[Path], outdir: Path, options: Options,
             outcome.status = "skipped"
             continue
         try:
-            source = media.open_source(input, options.max_frames)
+            source = media.open_source(input, options.max_frames, options.fps)
         except VStyleError as e:
             outcome.status, outcome.error = "failed", str(e)
             continue

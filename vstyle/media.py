@@ -16,10 +16,11 @@ import shutil
 import subprocess
 import tempfile
 import warnings
+from bisect import bisect_right
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
-from itertools import chain
+from itertools import accumulate, chain
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -72,11 +73,6 @@ class Timing:
             return sum(self.durations_ms[:n]) / 1000
         return n / self.fps
 
-    def for_output(self, fps_override: float | None) -> "Timing":
-        """--fps replaces whatever the input had with uniform frames."""
-        if fps_override is None:
-            return self
-        return Timing(float(fps_override), None, self.loop)
 
 
 @dataclass
@@ -90,6 +86,8 @@ class Source:
     files: list[Path] = field(default_factory=list, repr=False)  # folder: its images, in order
     start: int = 0  # a window (a chunk of a long video) starts this many frames in
     matrix: str = ""  # video: the YUV matrix to decode with where the file names none
+    resample: str = ""  # video: the rate (ffmpeg's fps filter) its frames are taken at (--fps)
+    picks: list[int] | None = field(default=None, repr=False)  # GIF, --fps: its frames shown
 
     def frames(self, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
         """Lazily decode the n_frames frames, RGB uint8 (H, W, 3), resized to size=(w, h) if given."""
@@ -169,23 +167,28 @@ def _brief(error: BaseException) -> str:
 
 # --- decoding ------------------------------------------------------------------------------------
 
-def open_source(path: str | Path, max_frames: int | None = None) -> Source:
-    """Probe an input (kind, exact frame count, size, timing, audio) without decoding it all."""
+def open_source(path: str | Path, max_frames: int | None = None,
+                fps: float | None = None) -> Source:
+    """Probe an input (kind, exact frame count, size, timing, audio) without decoding it all.
+
+    fps (--fps): the output's frame rate. A video or GIF is resampled to it: frames are
+    dropped (or repeated), the clip keeps its length and its sound, and fewer frames are
+    stylized. A folder or a still just plays at it."""
     path = Path(path)
     if not path.exists():
         raise VStyleError(f"input {path} not found: check the path")
     suffix = path.suffix.lower()
     if path.is_dir():
-        source = _open_folder(path)
+        source = _open_folder(path, fps or FOLDER_FPS)
     elif path.stat().st_size == 0:
         raise VStyleError(f"input {path} is empty (0 bytes): pass a complete file")
     elif suffix in VIDEO_EXTS:
-        source = _open_video(path, max_frames)
+        source = _open_video(path, max_frames, fps)
     elif suffix == ".gif":
-        source = _open_gif(path)
+        source = _open_gif(path, fps)
     elif suffix in IMAGE_EXTS:
         size = _read_input_image(path).shape[1::-1]
-        source = Source(path, "image", 1, size, Timing(FOLDER_FPS, None), False, [path])
+        source = Source(path, "image", 1, size, Timing(fps or FOLDER_FPS, None), False, [path])
     else:
         supported = ", ".join(sorted(VIDEO_EXTS | IMAGE_EXTS | {".gif"}))
         raise VStyleError(f"input {path} has an unsupported extension: pass a folder or one of {supported}")
@@ -198,13 +201,13 @@ def _read_input_image(path: Path) -> np.ndarray:
     return _read_image(path, "input image {path} cannot be read ({why}): re-save it as .png or .jpg")
 
 
-def _open_folder(path: Path) -> Source:
+def _open_folder(path: Path, fps: float) -> Source:
     files = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTS
                     and not p.name.startswith(".") and p.is_file()), key=natural_key)
     if not files:
         raise VStyleError(f"folder {path} has no images: put {', '.join(sorted(IMAGE_EXTS))} frames in it")
     size = _read_input_image(files[0]).shape[1::-1]
-    return Source(path, "folder", len(files), size, Timing(FOLDER_FPS, None), False, files)
+    return Source(path, "folder", len(files), size, Timing(fps, None), False, files)
 
 
 def _folder_frames(source: Source) -> Iterator[np.ndarray]:
@@ -217,12 +220,13 @@ def _unreadable_video(path: Path, error: BaseException) -> VStyleError:
                        "truncated; re-export or re-download it")
 
 
-def _open_video(path: Path, max_frames: int | None = None) -> Source:
+def _open_video(path: Path, max_frames: int | None = None, fps: float | None = None) -> Source:
+    resample = str(Fraction(fps).limit_denominator(1001)) if fps else ""  # 24000/1001 exact
     try:
         reader = imageio_ffmpeg.read_frames(str(path))
         meta = next(reader)
         reader.close()
-        n, seconds = _count_frames(path, max_frames)
+        n, seconds = _count_frames(path, max_frames, resample)
     except Exception as error:  # anything ffmpeg or its header parser raise: the file is unusable
         if "does not contain any stream" in str(error):  # ffmpeg found no picture to decode
             raise VStyleError(f"video {path} has no video frames (no video stream, or an empty "
@@ -230,15 +234,16 @@ def _open_video(path: Path, max_frames: int | None = None) -> Source:
         raise _unreadable_video(path, error) from None
     if not n:
         raise _unreadable_video(path, ValueError("no decodable frames"))
-    fps = meta.get("fps") or (n / seconds if seconds else 25.0)
-    if seconds and abs(n / fps - seconds) > 1.5 / fps:
+    fps = fps or meta.get("fps") or (n / seconds if seconds else 25.0)
+    if not resample and seconds and abs(n / fps - seconds) > 1.5 / fps:
         # Variable frame rate (phones): ffmpeg's stated rate is a guess, and the output would
         # run shorter or longer than the sound. Keep the average, which keeps the length.
         # (Also corrects a rate ffmpeg states rounded, 23.98 for 24000/1001, on long clips.)
         fps = n / seconds
     return Source(path, "video", n, tuple(meta["size"]), Timing(float(fps), None),
                   "audio_codec" in meta, matrix=_assumed_matrix(meta.get("pix_fmt", ""),
-                                                                meta["source_size"]))
+                                                                meta["source_size"]),
+                  resample=resample)
 
 
 # YUV matrices ffmpeg names in a stream's description, e.g. "yuv420p(tv, bt709, progressive)"
@@ -258,7 +263,7 @@ def _assumed_matrix(pix_fmt: str, size: tuple[int, int]) -> str:
     return "bt709" if w >= 1280 or h > 576 else ""
 
 
-def _count_frames(path: Path, limit: int | None = None) -> tuple[int, float]:
+def _count_frames(path: Path, limit: int | None = None, resample: str = "") -> tuple[int, float]:
     """Decode the first video stream (or its first `limit` frames) to nowhere: the frame count
     and their length, timed from the first picture (where the sound starts earlier, the file's
     own clock adds the gap). The limit matters: `--max-frames 24` of a two-minute 1080p clip
@@ -266,7 +271,8 @@ def _count_frames(path: Path, limit: int | None = None) -> tuple[int, float]:
     where the next frame starts: ffmpeg's end time for a clip cut short is wrong for MKV and TS
     with variable frame rate (0.04 s for frames lasting 0.08 s)."""
     cap = [] if limit is None else ["-frames:v", str(limit + 1)]
-    vf = "setpts=PTS-STARTPTS" + ("" if limit is None else ",showinfo")
+    vf = ",".join(["setpts=PTS-STARTPTS", *_resampled(resample), *([] if limit is None
+                                                                   else ["showinfo"])])
     proc = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path),
                            "-map", "0:v:0", "-vf", vf, *cap, "-f", "null", "-"],
                           capture_output=True, stdin=subprocess.DEVNULL)
@@ -288,6 +294,8 @@ def _video_frames(source: Source) -> Iterator[np.ndarray]:
     # passthrough: every coded frame once, as _count_frames counts them (no CFR dup/drop).
     params = ["-map", "0:v:0", "-fps_mode", "passthrough"]
     filters = [f"setparams=colorspace={source.matrix}"] if source.matrix else []
+    if source.resample:
+        filters += ["setpts=PTS-STARTPTS", *_resampled(source.resample)]  # as counted
     if source.start:  # a window: ffmpeg drops the frames before it (decoded, never piped to us)
         filters.append(f"select=gte(n\\,{source.start})")
     if filters:
@@ -305,6 +313,12 @@ def _video_frames(source: Source) -> Iterator[np.ndarray]:
         reader.close()  # stops ffmpeg when the caller quits early
 
 
+def _resampled(rate: str) -> list[str]:
+    """ffmpeg's fps filter: output frame k is the source frame on screen at time k / rate (with
+    round=up; its default takes the last frame up to half an output frame after that time)."""
+    return [f"fps={rate}:round=up"] if rate else []
+
+
 def _decode_step(source: Source, reader: Iterator):
     try:
         return next(reader, None)
@@ -312,7 +326,7 @@ def _decode_step(source: Source, reader: Iterator):
         raise _unreadable_video(source.path, error) from None
 
 
-def _open_gif(path: Path) -> Source:
+def _open_gif(path: Path, fps: float | None = None) -> Source:
     try:
         n, durations, loop, _ = gif_info(path)
         with Image.open(path) as image:
@@ -324,13 +338,25 @@ def _open_gif(path: Path) -> Source:
         raise VStyleError(f"GIF {path} has no frames: re-export it")
     # Browsers play delays of 0 and 10 ms at 100 ms; keep the clip's look as people know it.
     durations = [d if d > 10 else 100 for d in durations]
+    if fps:
+        picks = gif_picks(durations, fps)
+        return Source(path, "gif", len(picks), size, Timing(fps, None, loop), False, picks=picks)
     return Source(path, "gif", n, size, Timing(1000 * n / sum(durations), durations, loop), False)
+
+
+def gif_picks(durations_ms: list[int], fps: float) -> list[int]:
+    """The frame on screen at each time k / fps over the GIF's length (frames repeat where the
+    rate is above the GIF's, or where a frame holds)."""
+    starts = list(accumulate(durations_ms, initial=0))[:-1]
+    n = max(1, round(sum(durations_ms) * fps / 1000))
+    return [bisect_right(starts, 1000 * k / fps + 1e-6) - 1 for k in range(n)]
 
 
 def _gif_frames(source: Source) -> Iterator[np.ndarray]:
     try:
+        frames = source.picks or range(source.start + source.n_frames)
         with Image.open(source.path) as image:
-            for i in range(source.start, source.start + source.n_frames):
+            for i in frames[source.start: source.start + source.n_frames]:
                 image.seek(i)  # Pillow composites each frame onto the previous ones
                 yield _to_rgb(image)
     except (OSError, ValueError, EOFError) as error:

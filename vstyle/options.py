@@ -69,7 +69,7 @@ class Options:
     flow: str = "dis"  # dis | farneback
     loop: bool = False  # close the loop: the last frame flows into the first
     max_frames: int | None = None
-    fps: float | None = None  # None: the input's (folders: 10)
+    fps: float | None = None  # None: the input's (folders: 10); a clip is resampled to it
 
     # --- runtime ------------------------------------------------------------------------------
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -151,5 +151,5 @@ class Options:
 
     def result_key(self) -> dict:
         """The options that change the stylized frames (for resuming a run safely)."""
-        ignore = {"device", "cuda_graphs", "max_frames", "fps", "crf", "gif_dither", "compare"}
+        ignore = {"device", "cuda_graphs", "max_frames", "crf", "gif_dither", "compare"}
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ignore}

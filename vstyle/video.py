@@ -76,7 +76,7 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
         raise VStyleError("no style image given: pass at least one painting")
     device = resolve_device(options.device)  # a missing GPU is known before anything is decoded
     source = (input if isinstance(input, media.Source)
-              else media.open_source(input, options.max_frames))
+              else media.open_source(input, options.max_frames, options.fps))
     if frame_range is not None:
         source = source.window(*frame_range)
     style_images = [media.load_image(p) for p in style_paths]
@@ -105,8 +105,8 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
             emit(Event("encode", n_frames=source.n_frames, message=str(output)))
             frames = compare_frames(source, style_images, size, work) if options.compare else \
                 (lambda: work.frames(source.n_frames))
-            media.write_output(frames, output, kind, source.timing.for_output(options.fps),
-                               audio_from=audio_for(source, kind, options, emit), crf=options.crf,
+            media.write_output(frames, output, kind, source.timing,
+                               audio_from=audio_for(source, kind), crf=options.crf,
                                gif_dither=options.gif_dither)
         except KeyboardInterrupt:
             kept = (f"{work.done} of {source.n_frames} frames are kept in {work.path}; run the "
@@ -150,16 +150,9 @@ def check_work_dir(work_dir: Path, output: Path, report: str | Path | None) -> N
                               "folder is deleted when the run is done: put it elsewhere")
 
 
-def audio_for(source: media.Source, kind: str, options: Options, emit: OnEvent) -> Path | None:
-    """The source whose audio goes into an MP4: none when --fps changes the clip's speed (the
-    sound would run out of step with the picture)."""
-    if not (source.has_audio and kind == "mp4"):
-        return None
-    if options.fps is not None and abs(options.fps - source.timing.fps) > 1e-3:
-        emit(Event("notice", message=f"--fps {options.fps:g} changes the clip's speed (it was "
-                                     f"{source.timing.fps:g} fps): its audio is left out"))
-        return None
-    return source.path
+def audio_for(source: media.Source, kind: str) -> Path | None:
+    """The source whose audio goes into an MP4 (--fps resamples a clip: it keeps its length)."""
+    return source.path if source.has_audio and kind == "mp4" else None
 
 
 def measured_consistency(frames: list[dict]) -> dict | None:
