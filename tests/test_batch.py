@@ -171,6 +171,21 @@ def test_chunks_of_another_plan_are_not_reused(style, tmp_path):
         first = again
 
 
+def test_a_chunk_another_batch_is_running_is_not_removed(style, tmp_path):
+    from vstyle.video import default_work_dir
+    from vstyle.workdir import WorkDir
+    clip = write_mp4(tmp_path / "long.mp4", frames(12))
+    out = tmp_path / "out"
+    out.mkdir()
+    _, jobs = plan([clip], [style], out, Options(weights="random", size=32), 5)
+    running = WorkDir(default_work_dir(jobs[0].output), {"version": 0})  # mid-run elsewhere
+    _, jobs = plan([clip], [style], out, Options(weights="random", size=32), 6)  # another plan
+    assert running.path.exists()
+    running.close()
+    plan([clip], [style], out, Options(weights="random", size=32), 6)
+    assert not running.path.exists()
+
+
 @pytest.mark.parametrize("flag", ["loop", "preserve_colors"])
 def test_chunks_refuse_options_that_need_the_whole_clip(style, tmp_path, flag):
     clip = write_mp4(tmp_path / "long.mp4", frames(12))

@@ -195,6 +195,15 @@ def test_untagged_video_is_read_in_the_colours_players_show(tmp_path, size, matr
                                                                       [30, 200, 30]]).max() <= 3
 
 
+@pytest.mark.parametrize("tags, assumed", [
+    ("yuv420p(progressive)", "bt709"), ("yuv420p", "bt709"),
+    ("yuv420p(tv, unknown/bt709/bt709, progressive)", "bt709"),  # primaries, transfer only
+    ("yuv420p(tv, bt709, progressive)", ""), ("yuv420p(tv, bt709/unknown/unknown)", ""),
+    ("yuvj420p(pc, bt470bg/bt470bg/smpte170m)", ""), ("rgb24", "")])
+def test_which_hd_videos_name_no_matrix(tags, assumed):
+    assert media._assumed_matrix(tags, (1920, 1080)) == assumed
+
+
 def test_a_variable_rate_video_keeps_its_length(tmp_path):
     durations = [120, 20, 20, 20, 120, 20, 20, 20]  # 360 ms: 22.2 fps on average
     vfr = tmp_path / "vfr.mp4"

@@ -212,6 +212,16 @@ def test_the_same_run_started_twice_is_refused_while_the_first_runs(clip, style,
     assert not default_work_dir(out).exists()  # lock and all removed
 
 
+def test_a_work_folder_on_a_disk_without_locks_still_runs(clip, style, tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    def no_locks(*args):
+        raise OSError(errno.ENOLCK, "No locks available")  # some network mounts
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    assert vstyle.stylize(clip, style, tmp_path / "out.gif", max_frames=2, **TINY).n_frames == 2
+
+
 def test_loop_runs_of_another_length_start_fresh(clip, style, tmp_path):
     # --loop pulls the last frames towards frame 1: they must not be reused mid-clip
     work = tmp_path / "work"

@@ -30,8 +30,8 @@ import numpy as np
 from . import media
 from .errors import VStyleError
 from .options import Options
-from .video import Interrupted, audio_for, default_work_dir, manifest, stylize
-from .workdir import read_frame
+from .video import WORK_SUFFIX, Interrupted, audio_for, default_work_dir, manifest, stylize
+from .workdir import read_frame, remove_idle
 
 OVERLAP = 8  # frames a chunk starts early (and fades in over)
 
@@ -116,10 +116,15 @@ def drop_stale_chunks(output: Path, jobs: list[Job]) -> None:
     """Remove chunks (and their work folders) of an earlier plan for this output: other chunk
     sizes, options or inputs."""
     current, prefix = {job.output.name for job in jobs}, chunk_prefix(output)
-    for path in output.parent.iterdir():
-        if path.name.startswith(prefix) and path.name not in current:
-            shutil.rmtree(path, ignore_errors=True)
-            shutil.rmtree(default_work_dir(path), ignore_errors=True)
+    names = {p.name for p in output.parent.iterdir()}
+    # finished chunks, and unfinished ones by their work folders (".<chunk>.vstyle-work")
+    chunks = {n for n in names if n.startswith(prefix)} | \
+        {n[1:-len(WORK_SUFFIX)] for n in names if n.startswith("." + prefix)
+         and n.endswith(WORK_SUFFIX)}
+    for name in chunks - current:
+        chunk = output.parent / name
+        if remove_idle(default_work_dir(chunk)):  # not one another batch is running
+            shutil.rmtree(chunk, ignore_errors=True)
 
 
 def run_job(job: Job, styles: list[Path], options: Options) -> tuple[str, int, str]:
@@ -149,6 +154,12 @@ def join_chunks(output: Path, chunks: list[Job], options: Options) -> int:
                                                     options.fps)
 
     kind = media.check_output(output, source)
+    for job in chunks:  # all there: another batch may have removed one meanwhile
+        have = len(list(job.output.iterdir())) if job.output.is_dir() else 0
+        if have != job.frame_range[1] - job.frame_range[0]:
+            raise VStyleError(f"chunk {job.output} holds {have} of "
+                              f"{job.frame_range[1] - job.frame_range[0]} frames: run the same "
+                              "command again")
     frames = lambda: joined_frames(chunks)  # noqa: E731 - write_output may read them twice
     media.write_output(frames, output, kind, source.timing,
                        audio_from=audio_for(source, kind),

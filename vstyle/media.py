@@ -221,7 +221,7 @@ def _unreadable_video(path: Path, error: BaseException) -> VStyleError:
 
 
 def _open_video(path: Path, max_frames: int | None = None, fps: float | None = None) -> Source:
-    resample = str(Fraction(fps).limit_denominator(1001)) if fps else ""  # 24000/1001 exact
+    resample = str(Fraction(fps).limit_denominator(1001)) if fps else ""  # a ratio for ffmpeg
     try:
         reader = imageio_ffmpeg.read_frames(str(path))
         meta = next(reader)
@@ -257,7 +257,9 @@ def _assumed_matrix(pix_fmt: str, size: tuple[int, int]) -> str:
     would decode BT.601, off by up to 30 levels (green (29, 199, 28) read as (42, 228, 34)).
     "" where the file names one, or for SD sizes, where both agree on BT.601."""
     name, _, tags = pix_fmt.partition("(")
-    if not name.startswith(("yuv", "nv")) or _MATRICES & set(re.split(r"[\s,/()]+", tags)):
+    # each tag is one name, or matrix/primaries/transfer ("unknown/bt709/bt709": no matrix)
+    named = {t.strip().split("/")[0] for t in tags.rstrip(")").split(",")}
+    if not name.startswith(("yuv", "nv")) or _MATRICES & named:
         return ""
     w, h = size
     return "bt709" if w >= 1280 or h > 576 else ""

@@ -151,5 +151,5 @@ class Options:
 
     def result_key(self) -> dict:
         """The options that change the stylized frames (for resuming a run safely)."""
-        ignore = {"device", "cuda_graphs", "max_frames", "crf", "gif_dither", "compare"}
+        ignore = {"device", "cuda_graphs", "max_frames", "fps", "crf", "gif_dither", "compare"}
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ignore}

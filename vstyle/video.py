@@ -165,8 +165,11 @@ def measured_consistency(frames: list[dict]) -> dict | None:
                              [f["input_warping_error"] for f in pairs])
 
 
+WORK_SUFFIX = ".vstyle-work"
+
+
 def default_work_dir(output: Path) -> Path:
-    return output.parent / f".{output.name}.vstyle-work"
+    return output.parent / f".{output.name}{WORK_SUFFIX}"
 
 
 def manifest(source: media.Source, style_paths: list[Path], options: Options,
@@ -177,6 +180,8 @@ def manifest(source: media.Source, style_paths: list[Path], options: Options,
         "input_fingerprint": fingerprint(source.path, source.files), "start": source.start,
         # --loop ties the last frames to frame 1: another length changes them
         "frames": source.n_frames if options.loop else None,
+        # --fps picks a clip's frames (a folder's or a still's it only times)
+        "fps": options.fps if source.kind in ("video", "gif") else None,
         "styles": [file_hash(p) for p in style_paths], "frame_size": list(size),
         "options": options.result_key()}))
 

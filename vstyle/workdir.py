@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+from contextlib import suppress
 from pathlib import Path
 from typing import Iterator
 
@@ -72,16 +74,23 @@ class WorkDir:
     def __init__(self, path: Path, manifest: dict, restart: bool = False):
         self.path = path
         self.notice = ""
+        # A run's folder: wait for no one (the same command started twice: one runs). A
+        # foreign one (`--work-dir .`) gets no lock file before it is refused.
         self._lock = None
-        # The folder is deleted at the end: never take over one that holds someone's files
-        # (`--work-dir .`), nor count their NNNNN.png as finished frames.
+        if (path / LOCK).exists():
+            with suppress(OSError):  # unreadable: the checks below say what is wrong
+                self._lock = take_lock(path / LOCK)
+        # The folder is deleted at the end: never take over one that holds someone's files,
+        # nor count their NNNNN.png as finished frames.
         if self._read_manifest() is None and path.is_dir() and \
                 any(p.name != LOCK for p in path.iterdir()):
+            self.close()
             raise VStyleError(f"work folder {path} already holds files that are not a vstyle "
                               "run's: pass --work-dir with a new or empty folder")
         try:
             path.mkdir(parents=True, exist_ok=True)
-            self._lock = take_lock(path / LOCK)  # the same command started twice: one runs
+            if self._lock is None:
+                self._lock = take_lock(path / LOCK)
             old = self._read_manifest()
             if old is not None and (restart or old != manifest):
                 self.notice = ("--restart: starting fresh" if restart else
@@ -145,7 +154,8 @@ class WorkDir:
         return [by_frame[k] for k in sorted(by_frame) if k <= n]
 
     def _clear(self) -> None:
-        for p in self.path.iterdir():
+        # the manifest last: a folder left half cleared is still known as ours
+        for p in sorted(self.path.iterdir(), key=lambda p: p.name == "manifest.json"):
             if p.name == LOCK:
                 continue
             if p.is_dir() and not p.is_symlink():
@@ -154,6 +164,8 @@ class WorkDir:
                 p.unlink()
 
     def remove(self) -> None:
+        if os.name == "nt":  # Windows deletes no open file: let go of the lock first
+            self.close()
         shutil.rmtree(self.path, ignore_errors=True)
         self.close()
 
@@ -164,9 +176,26 @@ class WorkDir:
             self._lock = None
 
 
+def remove_idle(path: Path) -> bool:
+    """Delete a run's work folder unless a live run holds it; whether it was deleted."""
+    lock = None
+    if (path / LOCK).exists():
+        try:
+            lock = take_lock(path / LOCK)
+        except VStyleError:
+            return False
+    if lock is not None and os.name == "nt":  # Windows deletes no open file
+        lock.close()
+    shutil.rmtree(path, ignore_errors=True)
+    if lock is not None:
+        lock.close()
+    return True
+
+
 def take_lock(path: Path):
     """An open file holding an exclusive lock on `path`, which the system drops when the
-    process ends however it ends (no stale lock to clean up after a crash)."""
+    process ends however it ends (no stale lock to clean up after a crash); None where the
+    file system has no locks (some network mounts): the run goes on unguarded."""
     f = open(path, "a+b")
     try:
         if os.name == "nt":
@@ -175,8 +204,11 @@ def take_lock(path: Path):
         else:
             import fcntl
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except OSError as e:
         f.close()
-        raise VStyleError(f"another vstyle run is working in {path.parent} (the same output): "
-                          "wait for it to finish, or stop it and run again to resume") from None
+        if isinstance(e, BlockingIOError) or e.errno in (errno.EACCES, errno.EDEADLK):
+            raise VStyleError(f"another vstyle run is working in {path.parent} (the same "
+                              "output or --work-dir): wait for it to finish, or stop it and run "
+                              "again to resume") from None
+        return None
     return f
