@@ -74,7 +74,6 @@ class Timing:
         return n / self.fps
 
 
-
 @dataclass
 class Source:
     path: Path
@@ -272,11 +271,11 @@ def _count_frames(path: Path, limit: int | None = None, resample: str = "") -> t
     waited 11 s for this on 2 cores, of an hour-long film minutes. With a limit, the length is
     where the next frame starts: ffmpeg's end time for a clip cut short is wrong for MKV and TS
     with variable frame rate (0.04 s for frames lasting 0.08 s)."""
-    cap = [] if limit is None else ["-frames:v", str(limit + 1)]
-    vf = ",".join(["setpts=PTS-STARTPTS", *_resampled(resample), *([] if limit is None
-                                                                   else ["showinfo"])])
+    filters, cap = ["setpts=PTS-STARTPTS", *_resampled(resample)], []
+    if limit is not None:
+        filters, cap = filters + ["showinfo"], ["-frames:v", str(limit + 1)]
     proc = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path),
-                           "-map", "0:v:0", "-vf", vf, *cap, "-f", "null", "-"],
+                           "-map", "0:v:0", "-vf", ",".join(filters), *cap, "-f", "null", "-"],
                           capture_output=True, stdin=subprocess.DEVNULL)
     log = proc.stderr.decode(errors="replace")
     if proc.returncode != 0:
@@ -293,7 +292,8 @@ def _count_frames(path: Path, limit: int | None = None, resample: str = "") -> t
 
 
 def _video_frames(source: Source) -> Iterator[np.ndarray]:
-    # passthrough: every coded frame once, as _count_frames counts them (no CFR dup/drop).
+    # passthrough: every coded frame once, as _count_frames counts them (no CFR dup/drop but
+    # the fps filter's, for --fps).
     params = ["-map", "0:v:0", "-fps_mode", "passthrough"]
     filters = [f"setparams=colorspace={source.matrix}"] if source.matrix else []
     if source.resample:
