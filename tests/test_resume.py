@@ -17,8 +17,11 @@ from vstyle import media
 
 def start_cli(*args) -> subprocess.Popen:
     env = {**os.environ, "VSTYLE_WEIGHTS": "random"}
+    # Ctrl-C as at a terminal: a suite started in the background (`cmd &` in a script) hands
+    # its children SIGINT ignored, and Python then never raises KeyboardInterrupt for it
     return subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *map(str, args)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
