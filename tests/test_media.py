@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import io
 import subprocess
 import sys
 import warnings
@@ -490,6 +491,38 @@ def test_style_images_load_as_rgb(tmp_path, mode):
     image = media.load_image(path)
     assert image.dtype == np.uint8 and image.shape == (8, 8, 3)
     assert tuple(int(v) for v in image[0, 0]) == pytest.approx(expected, abs=1)
+
+
+def display_p3_profile() -> bytes:
+    """littlecms's sRGB profile with Display P3's primaries (D50-adapted, as Apple's profile
+    has them): a wide-gamut profile, as phone photos carry, made without a file."""
+    from PIL import ImageCms
+    data = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    primaries = {b"rXYZ": (0.5151, 0.2412, -0.0011), b"gXYZ": (0.2920, 0.6922, 0.0419),
+                 b"bXYZ": (0.1571, 0.0666, 0.7841)}
+    for k in range(int.from_bytes(data[128:132], "big")):  # the tag table
+        tag, offset = bytes(data[132 + 12 * k: 136 + 12 * k]), \
+            int.from_bytes(data[136 + 12 * k: 140 + 12 * k], "big")
+        if tag in primaries:  # an XYZType: 'XYZ ', 4 reserved bytes, 3 s15Fixed16 numbers
+            data[offset + 8: offset + 20] = b"".join(round(v * 65536).to_bytes(4, "big",
+                                                     signed=True) for v in primaries[tag])
+    return bytes(data)
+
+
+@pytest.mark.parametrize("kind", [".png", ".jpg"])
+def test_an_image_with_a_colour_profile_is_read_in_srgb(tmp_path, kind):
+    from PIL import ImageCms
+    srgb = np.kron(np.array([[[200, 40, 40], [40, 180, 60], [60, 80, 200], [128, 128, 128]]],
+                            np.uint8), np.ones((16, 16, 1), np.uint8))
+    p3 = ImageCms.ImageCmsProfile(io.BytesIO(display_p3_profile()))
+    photo = ImageCms.profileToProfile(Image.fromarray(srgb), ImageCms.createProfile("sRGB"), p3,
+                                      outputMode="RGB")  # the same colours, as P3 pixels
+    assert np.abs(np.asarray(photo).astype(int) - srgb).max() > 40  # they do differ
+    path = tmp_path / f"photo{kind}"
+    photo.save(path, icc_profile=display_p3_profile(), quality=100)
+    centres = (8, [8, 24, 40, 56])  # inside each patch (JPEG blurs the edges between them)
+    for image in (media.load_image(path), next(media.open_source(path).frames())):  # style, input
+        assert np.abs(image[centres].astype(int) - srgb[centres]).max() <= 3
 
 
 def test_style_image_that_is_not_an_image(tmp_path):

@@ -7,6 +7,7 @@ Pillow and OpenCV, leave this module as a VStyleError whose one line names the f
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import os
@@ -20,6 +21,7 @@ from bisect import bisect_right
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
+from functools import lru_cache
 from itertools import accumulate, chain
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -107,7 +109,7 @@ class Source:
 
 def _to_rgb(image: Image.Image) -> np.ndarray:
     """Any Pillow mode → RGB uint8; transparency is composited on white, as a viewer shows it."""
-    image = ImageOps.exif_transpose(image)  # phone photos store their rotation in EXIF
+    image = _to_srgb(ImageOps.exif_transpose(image))  # phone photos store their rotation in EXIF
     if image.mode.startswith("I") or image.mode == "F":
         # 16-bit greys: Pillow's own conversion clips at 255 instead of scaling.
         values = np.asarray(image, dtype=np.float64)
@@ -118,6 +120,32 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
         rgba = image.convert("RGBA")
         image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
     return np.array(image.convert("RGB"))
+
+
+def _to_srgb(image: Image.Image) -> Image.Image:
+    """An image with an embedded colour profile (phone photos: Display P3; scans: Adobe RGB,
+    CMYK), converted to sRGB, which the rest of the pipeline and every output assume. Taken as
+    they are, the pixels come out wrong: a Display P3 photo's (88, 177, 77) is the sRGB green
+    (40, 180, 60). Without a profile, or with one littlecms cannot read, pixels are sRGB."""
+    icc = image.info.get("icc_profile")
+    if not icc or image.mode not in ("RGB", "RGBA", "CMYK", "L"):
+        return image
+    try:
+        from PIL import ImageCms
+    except ImportError:  # a Pillow built without littlecms
+        return image
+    try:
+        return ImageCms.profileToProfile(image, ImageCms.ImageCmsProfile(io.BytesIO(icc)),
+                                         _srgb_profile(),
+                                         outputMode="RGBA" if image.mode == "RGBA" else "RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError):  # a profile it cannot use
+        return image
+
+
+@lru_cache(maxsize=1)
+def _srgb_profile():
+    from PIL import ImageCms
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 
 
 def _read_image(path: Path, problem: str) -> np.ndarray:
