@@ -225,18 +225,18 @@ class Eta:
         # seconds an iteration, a moving average: --scales runs frame 1's first iterations
         # smaller, and warm frames carry more loss terms
         self.step_seconds: float | None = None
-        self.last: tuple[int, float] | None = None  # (frame, time) of the last iteration
+        self.last_time = 0.0  # of the last iteration seen
         self.n_frames = self.frame = self.iteration = self.max_iterations = 0
 
     def start(self, n_frames: int) -> None:
         self.n_frames = n_frames
 
     def step(self, frame: int, iteration: int, max_iterations: int, now: float) -> None:
-        if self.last is not None and self.last[0] == frame:  # the time between two iterations
-            took = now - self.last[1]
+        if self.iteration and frame == self.frame:  # the time between two of a frame's iterations
+            took = now - self.last_time
             self.step_seconds = took if self.step_seconds is None else \
                 0.9 * self.step_seconds + 0.1 * took
-        self.last = (frame, now)
+        self.last_time = now
         self.frame, self.iteration, self.max_iterations = frame, iteration, max_iterations
 
     def finished(self, frame: int, iterations: int) -> None:

@@ -42,7 +42,7 @@ class Job:
     output: Path  # the input's output, or a chunk's PNG folder
     frame_range: tuple[int, int] | None = None  # a chunk: the frames it stylizes
     keep_from: int = 0  # a chunk: its first frame to keep (after the overlap)
-    # The input as planning probed it: counting a video's frames decodes all of it, once.
+    # The input as planning probed it (counting a video's frames decodes them): probed once.
     source: media.Source | None = field(default=None, repr=False)
 
 
@@ -79,9 +79,7 @@ def expand_inputs(items: Iterable[str | Path]) -> list[Path]:
 
 def output_for(input: Path, styles: list[Path], outdir: Path) -> Path:
     """<input>-<style> in outdir, in the input's kind (judged by name: nothing is decoded)."""
-    kind = "folder" if input.is_dir() else "gif" if input.suffix.lower() == ".gif" else \
-        "image" if input.suffix.lower() in media.IMAGE_EXTS else "video"
-    return media.output_name(input, kind, styles, outdir)
+    return media.output_name(input, media.input_kind(input) or "video", styles, outdir)
 
 
 def chunk_jobs(input: Path, output: Path, n_frames: int, chunk: int,
@@ -150,9 +148,7 @@ def failure(error: Exception) -> str:
 
 def join_chunks(output: Path, chunks: list[Job], options: Options) -> int:
     """Encode the kept frames of every chunk, in order, into output (with the source's audio)."""
-    source = chunks[0].source or media.open_source(chunks[0].input, options.max_frames,
-                                                    options.fps)
-
+    source = chunks[0].source  # planning probed it
     kind = media.check_output(output, source)
     for job in chunks:  # all there: another batch may have removed one meanwhile
         have = len(list(job.output.iterdir())) if job.output.is_dir() else 0

@@ -204,16 +204,16 @@ def open_source(path: str | Path, max_frames: int | None = None,
     path = Path(path)
     if not path.exists():
         raise VStyleError(f"input {path} not found: check the path")
-    suffix = path.suffix.lower()
-    if path.is_dir():
-        source = _open_folder(path, fps or FOLDER_FPS)
-    elif path.stat().st_size == 0:
+    kind = input_kind(path)
+    if kind != "folder" and path.stat().st_size == 0:
         raise VStyleError(f"input {path} is empty (0 bytes): pass a complete file")
-    elif suffix in VIDEO_EXTS:
+    if kind == "folder":
+        source = _open_folder(path, fps or FOLDER_FPS)
+    elif kind == "video":
         source = _open_video(path, max_frames, fps)
-    elif suffix == ".gif":
+    elif kind == "gif":
         source = _open_gif(path, fps)
-    elif suffix in IMAGE_EXTS:
+    elif kind == "image":
         size = _read_input_image(path).shape[1::-1]
         source = Source(path, "image", 1, size, Timing(fps or FOLDER_FPS, None), False, [path])
     else:
@@ -222,6 +222,16 @@ def open_source(path: str | Path, max_frames: int | None = None,
     if max_frames is not None and max_frames < source.n_frames:
         source.n_frames, source.timing = max_frames, source.timing.sliced(0, max_frames)
     return source
+
+
+def input_kind(path: Path) -> str | None:
+    """What an input is by its name (nothing is decoded): "folder", "video", "gif", "image",
+    or None where the extension is not one vstyle reads."""
+    if path.is_dir():
+        return "folder"
+    suffix = path.suffix.lower()
+    return "video" if suffix in VIDEO_EXTS else "gif" if suffix == ".gif" else \
+        "image" if suffix in IMAGE_EXTS else None
 
 
 def _read_input_image(path: Path) -> np.ndarray:
@@ -592,9 +602,9 @@ def _raw_input(size: tuple[int, int], fps: float) -> list[str]:
     return ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{size[0]}x{size[1]}", "-r", rate, "-i", "-"]
 
 
-def _paced(timing: Timing) -> tuple[float, list[str]]:
-    """The raw input's rate and the filter, then output options, that give each MP4 frame its
-    own duration (an empty list where none is needed).
+def _paced(timing: Timing) -> tuple[float, list[str], list[str]]:
+    """The raw input's rate, and the filters and output options that give each MP4 frame its
+    own duration (none where the frames are uniform).
 
     Uniform frames: just the rate. A GIF whose durations vary (a pause at each end of a swing)
     would otherwise play at its average rate: each frame's timestamp is then set to the sum of
@@ -602,18 +612,19 @@ def _paced(timing: Timing) -> tuple[float, list[str]]:
     duration because the last frame lasts one input period."""
     d = timing.durations_ms
     if not d or len(set(d)) == 1:
-        return timing.fps, []
+        return timing.fps, [], []
     base = max(set(d), key=d.count)  # written out only where a frame differs from it
     starts = f"{base}*N" + "".join(f"{x - base:+d}*gt(N,{j})" for j, x in enumerate(d[:-1])
                                    if x != base)
     if len(starts) > 30_000:  # thousands of uneven frames: past Windows' command-line limit
         warnings.warn("the GIF's frames have too many different durations to keep in an MP4: "
                       "it plays at their average rate", VStyleWarning, stacklevel=2)
-        return timing.fps, []
+        return timing.fps, [], []
     # -bf 0: with B-frames x264 hands durations out in decode order, and the last frame's,
     # which sets the clip's length, came out as another frame's (measured: 0.46 s for 0.36 s).
-    return 1000 / d[-1], [f"settb=1/1000,setpts='{starts}'", "-fps_mode", "passthrough",
-                          "-enc_time_base", "1:1000", "-video_track_timescale", "1000", "-bf", "0"]
+    return 1000 / d[-1], ["settb=1/1000", f"setpts='{starts}'"], [
+        "-fps_mode", "passthrough", "-enc_time_base", "1:1000", "-video_track_timescale", "1000",
+        "-bf", "0"]
 
 
 def _ffmpeg(args: list[str], frames: Iterable[np.ndarray] | None = None) -> None:
@@ -683,12 +694,12 @@ def _write_mp4(frames: Callable[[], Iterable[np.ndarray]], out: Path, timing: Ti
     size, it = _first(frames(), even=True)  # yuv420p needs even sides: drop a column/row
     count = [0]
     counted = _counted(it, count)
-    rate, pacing = _paced(timing)
+    rate, pacing, paced = _paced(timing)
     # RGB to BT.709 YUV, and tagged so: untagged, ffmpeg converts with BT.601, and browsers and
     # players guess BT.709 for HD sizes (a red of 200, 30, 30 shows as 213, 46, 28).
-    filters = ",".join([*pacing[:1], "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p,"
-                        "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv"])
-    video = [*_raw_input(size, rate), "-vf", filters, *pacing[1:], "-c:v", "libx264",
+    filters = [*pacing, "scale=out_color_matrix=bt709:out_range=tv", "format=yuv420p",
+               "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv"]
+    video = [*_raw_input(size, rate), "-vf", ",".join(filters), *paced, "-c:v", "libx264",
              "-pix_fmt", "yuv420p", "-crf", str(crf), "-preset", "medium"]
     if audio_from is None:
         _ffmpeg([*video, "-movflags", "+faststart", "-f", "mp4", str(out)], counted)

@@ -164,10 +164,8 @@ class WorkDir:
                 p.unlink()
 
     def remove(self) -> None:
-        if os.name == "nt":  # Windows deletes no open file: let go of the lock first
-            self.close()
-        shutil.rmtree(self.path, ignore_errors=True)
-        self.close()
+        _delete(self.path, self._lock)
+        self._lock = None
 
     def close(self) -> None:
         """Let another run use the folder (a process that ends lets go of it anyway)."""
@@ -184,12 +182,18 @@ def remove_idle(path: Path) -> bool:
             lock = take_lock(path / LOCK)
         except VStyleError:
             return False
-    if lock is not None and os.name == "nt":  # Windows deletes no open file
+    _delete(path, lock)
+    return True
+
+
+def _delete(path: Path, lock) -> None:
+    """Delete a work folder, then let go of its lock (on Windows first: it deletes no open
+    file; elsewhere after, so no other run takes the folder before it is gone)."""
+    if lock is not None and os.name == "nt":
         lock.close()
     shutil.rmtree(path, ignore_errors=True)
     if lock is not None:
         lock.close()
-    return True
 
 
 def take_lock(path: Path):
