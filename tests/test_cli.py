@@ -263,6 +263,27 @@ def test_usage_errors_say_what_is_wrong(args, message, tmp_path):
     assert "unexpected" not in result.stderr and "Traceback" not in result.stderr
 
 
+def test_help_shows_every_option_once_in_its_group(tmp_path):
+    from dataclasses import fields
+    from vstyle.options import Options
+    result = ok(conftest.run_cli("--help", cwd=tmp_path, env={"COLUMNS": "200"}))
+    group, groups = None, {}  # option -> the panel it is listed in
+    for line in result.stdout.splitlines():
+        if line.startswith("╭─"):
+            group = line.strip("╭─╮ ").rstrip("─ ")
+        elif found := re.match(r"│ (?:\*\s+)?(--[a-z-]+)", line):
+            assert found[1] not in groups, f"{found[1]} listed twice"
+            groups[found[1]] = group
+    assert list(dict.fromkeys(groups.values())) == [
+        "Options", "Look", "Iterations", "Video", "Hardware and model", "Resume", "vstyle batch"]
+    # every option of the library's Options can be set from the command line
+    missing = {f"--{f.name.replace('_', '-')}" for f in fields(Options)} - set(groups)
+    assert not missing, missing
+    assert (groups["--output"], groups["--style-weight"], groups["--tol"], groups["--loop"],
+            groups["--device"], groups["--restart"], groups["--workers"]) == (
+        "Options", "Look", "Iterations", "Video", "Hardware and model", "Resume", "vstyle batch")
+
+
 def test_ctrl_c_before_the_frames_is_exit_130(clip, style, tmp_path, monkeypatch, capsys):
     # e.g. while a long video's frames are counted: typer turns it into a returned code
     import cli
