@@ -260,6 +260,26 @@ def test_fps_stylizes_fewer_frames_and_keeps_length_and_sound(style, tmp_path):
     assert again.reused == 0 and again.n_frames == 2
 
 
+def test_a_repeated_picture_is_copied_not_painted_again(style, tmp_path):
+    # a held frame in a folder (or a GIF), and every other frame at twice a clip's rate
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    a, b, c = frames(3)
+    for i, image in enumerate([a, b, b, c]):
+        iio.imwrite(folder / f"{i}.png", image)
+    result = vstyle.stylize(folder, style, tmp_path / "out", **TINY)
+    assert [f["iterations"] > 0 for f in result.frames] == [True, True, False, True]
+    assert [f.get("repeat", False) for f in result.frames] == [False, False, True, False]
+    assert result.frames[2]["loss"] == result.frames[1]["loss"]  # no NaN in the report
+    out = [media.load_image(p) for p in sorted((tmp_path / "out").iterdir())]
+    assert np.array_equal(out[1], out[2]) and not np.array_equal(out[2], out[3])
+    assert result.frames[2]["warping_error"] == 0
+
+    clip = write_mp4(tmp_path / "v.mp4", frames(3))  # 12 fps
+    doubled = vstyle.stylize(clip, style, tmp_path / "x2.gif", fps=24, **TINY)
+    assert [f["iterations"] > 0 for f in doubled.frames] == [True, False] * 3
+
+
 def test_ctrl_c_while_encoding_keeps_the_frames(clip, style, tmp_path, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

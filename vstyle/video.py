@@ -10,7 +10,7 @@ from contextlib import closing
 from itertools import chain
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -210,6 +210,7 @@ def stylize_frames(frames: Iterator[Prepared], n: int, style_images: list[np.nda
     keep = max(gaps)
     recent: dict[int, np.ndarray] = {}  # frame index -> result, for the last `keep` frames
     first_result = None
+    last: FrameStats | None = None  # of the last frame stylized in this run
     saver, saving = ThreadPoolExecutor(max_workers=1), None
     try:
         for t, frame in enumerate(chain([first], frames)):
@@ -223,16 +224,24 @@ def stylize_frames(frames: Iterator[Prepared], n: int, style_images: list[np.nda
                     first_result = recent[0] if 0 in recent else work.load(0)
                 continue
             emit(Event("frame", frame=t + 1, n_frames=n))
-            earlier = {j: recent[t - j] for j in gaps if t - j in recent}
-            result, stats = stylize_one(t, n, frame, stylizer, earlier, first_result, options,
-                                        size, emit)
-            image = to_image(result)
-            if options.preserve_colors:
-                image = keep_chroma(image, frame.content)
+            copy = frame.repeat and frame.loop_warp is None
+            if copy:
+                # the same picture gets the same painting: a held frame, or --fps above the
+                # clip's rate; painted again it would differ a little, and cost a frame's time
+                image = recent[t - 1]
+                stats = replace(last or FrameStats(), iterations=0, seconds=0.0)
+            else:
+                earlier = {j: recent[t - j] for j in gaps if t - j in recent}
+                result, stats = stylize_one(t, n, frame, stylizer, earlier, first_result,
+                                            options, size, emit)
+                image = to_image(result)
+                if options.preserve_colors:
+                    image = keep_chroma(image, frame.content)
             if saving is not None:
                 saving.result()
-            saving = saver.submit(save_frame, work, t, image, asdict(stats), frame,
-                                  recent.get(t - 1))
+            last = stats
+            record = {**asdict(stats), **({"repeat": True} if copy else {})}
+            saving = saver.submit(save_frame, work, t, image, record, frame, recent.get(t - 1))
             emit(Event("frame", frame=t + 1, n_frames=n, stats=stats))
             recent[t] = image
             recent.pop(t - keep, None)
@@ -378,6 +387,7 @@ class Prepared:
     warps: dict[int, Warp] = field(default_factory=dict)  # from frame t-j, keyed by j
     input_error: float | None = None  # the input's own warping error t-1 -> t (the floor)
     loop_warp: Warp | None = None  # frame 1 -> t, on the last frames of a --loop run
+    repeat: bool = False  # the same pixels as frame t-1
 
 
 def prepare(frames: Iterable[np.ndarray], n: int, options: Options, done: int = 0
@@ -391,7 +401,7 @@ def prepare(frames: Iterable[np.ndarray], n: int, options: Options, done: int = 
     history: deque[np.ndarray] = deque(maxlen=max(gaps))  # the frames before, newest last
     first = None
     for t, frame in enumerate(frames):
-        item = Prepared(frame)
+        item = Prepared(frame, repeat=bool(history) and np.array_equal(frame, history[-1]))
         if t >= done and flow:
             item.warps = {j: estimator.warp(history[-j], frame) for j in gaps
                           if j <= len(history)}
