@@ -62,8 +62,9 @@ def main_command(
                                  ".mts .flv .wmv ...), animated GIF, folder of images, or one "
                                  "image."),
     styles: List[Path] = typer.Argument(..., help="Style image(s): paintings."),
-    output: Optional[Path] = OutputOption(None, "-o", "--output", help="Output: .gif, .mp4, a "
-                                          "folder (PNG frames), or .png/.jpg for a still. "
+    output: Optional[Path] = OutputOption(None, "-o", "--output", help="Output: .gif, .mp4, "
+                                          ".webp (animated, full colour), a folder (PNG "
+                                          "frames), or .png/.jpg for a still. "
                                           "Default: <input>-<style> beside the input."),
     size: int = LookOption(D.size, help="Long side of the processed frames, px."),
     style_size: Optional[int] = LookOption(None, help="Long side of the style image, px "

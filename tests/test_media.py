@@ -9,6 +9,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import cv2
 import imageio.v3 as iio
 import imageio_ffmpeg
 import numpy as np
@@ -564,11 +565,54 @@ def test_broken_inputs_give_one_line_errors(tmp_path, case, message):
     assert "\n" not in str(error.value) and ":" in str(error.value)
 
 
+# --- WebP ----------------------------------------------------------------------------------------
+
+def webp_info(path: Path) -> tuple[list[np.ndarray], list[int], int]:
+    """An animated WebP's frames, per-frame durations (ms) and loop count, as Pillow reads them."""
+    frames, durations = [], []
+    with Image.open(path) as image:
+        assert image.format == "WEBP"
+        for i in range(image.n_frames):
+            image.seek(i)
+            image.load()  # the duration is known once the frame is decoded
+            frames.append(np.asarray(image.convert("RGB")))
+            durations.append(image.info["duration"])
+        return frames, durations, image.info["loop"]
+
+
+def test_webp_keeps_each_duration_the_loop_and_the_colours(tmp_path):
+    durations = [20, 30, 50, 20, 30]
+    out = tmp_path / "out.webp"
+    media.write_output(moving_square(5), out, "webp", Timing(1000 * 5 / 150, durations, loop=0))
+    frames, got, loop = webp_info(out)
+    assert len(frames) == 5 and got == durations and loop == 0  # 0: forever
+    error = np.abs(np.stack(frames).astype(int) - np.stack(moving_square(5))).mean()
+    assert error < 2, error  # full colour: no palette, no dithering
+    # 12 frames at 24 fps: 500 ms in all, the milliseconds spread (41 and 42)
+    media.write_output(moving_square(12), out, "webp", Timing(24.0, None))
+    assert sum(webp_info(out)[1]) == 500 and set(webp_info(out)[1]) == {41, 42}
+
+
+@pytest.mark.parametrize("gif_loop, plays", [(-1, 1), (3, 4)])
+def test_webp_counts_plays_where_a_gif_counts_repeats(tmp_path, gif_loop, plays):
+    out = tmp_path / "out.webp"
+    media.write_output(moving_square(3), out, "webp", Timing(10.0, None, loop=gif_loop))
+    assert webp_info(out)[2] == plays
+
+
+def test_webp_is_smaller_than_a_gif_of_the_same_clip(tmp_path):
+    frames = [cv2.GaussianBlur(f, (0, 0), 1.0) for f in moving_square(8, 96, 64)]
+    media.write_output(frames, tmp_path / "a.gif", "gif", Timing(10.0, None))
+    media.write_output(frames, tmp_path / "a.webp", "webp", Timing(10.0, None))
+    assert (tmp_path / "a.webp").stat().st_size < (tmp_path / "a.gif").stat().st_size
+
+
 # --- output paths --------------------------------------------------------------------------------
 
 def test_output_kind(tmp_path):
     assert media.output_kind(Path("a.GIF")) == "gif"
     assert media.output_kind(Path("a.mp4")) == "mp4"
+    assert media.output_kind(Path("a.WebP")) == "webp"
     assert media.output_kind(Path("a.jpeg")) == "image"
     assert media.output_kind(Path("frames")) == "folder"
     (tmp_path / "dir.v2").mkdir()
@@ -597,7 +641,7 @@ def test_check_output(tmp_path):
     with pytest.raises(VStyleError, match=r"still image.*\.gif, \.mp4 or a folder"):
         media.check_output(tmp_path / "out.png", source)
     with pytest.raises(VStyleError, match="not supported"):
-        media.check_output(tmp_path / "out.webp", source)
+        media.check_output(tmp_path / "out.mkv", source)
     (tmp_path / "afile").write_text("a file, not a folder")
     with pytest.raises(VStyleError, match="writable output folder"):  # fails even for root
         media.check_output(tmp_path / "afile" / "out.gif", source)
@@ -617,7 +661,8 @@ def failing_frames(error: type[BaseException]):
 
 
 @pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
-@pytest.mark.parametrize("name, kind", [("out.gif", "gif"), ("out.mp4", "mp4"), ("out", "folder")])
+@pytest.mark.parametrize("name, kind", [("out.gif", "gif"), ("out.mp4", "mp4"),
+                                        ("out.webp", "webp"), ("out", "folder")])
 def test_failure_midway_leaves_nothing(tmp_path, name, kind, error):
     with pytest.raises(error, match="stopped midway"):
         media.write_output(failing_frames(error), tmp_path / name, kind, Timing(10.0, None))

@@ -10,6 +10,7 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import vstyle
 from conftest import frames, shared_file, with_audio, write_gif, write_mp4
@@ -82,6 +83,21 @@ def test_gif_to_gif_keeps_each_duration(style, tmp_path):
     vstyle.stylize(gif, style, out, **TINY)
     n, got, loop, _ = media.gif_info(out)
     assert n == 5 and got == durations and loop == 0
+
+
+def test_gif_to_webp_keeps_each_duration_and_the_loop(style, tmp_path):
+    durations = [20, 50, 30, 40, 20]
+    gif = write_gif(tmp_path / "in.gif", frames(5), durations, loop=0)
+    out = tmp_path / "out.webp"
+    result = vstyle.stylize(gif, style, out, **TINY)
+    with Image.open(out) as image:
+        got = []
+        for i in range(image.n_frames):
+            image.seek(i)
+            image.load()
+            got.append(image.info["duration"])
+        assert image.size == (32, 24) and image.info["loop"] == 0
+    assert result.n_frames == 5 and got == durations
 
 
 def test_gif_to_mp4_and_folder_to_folder(style, tmp_path):

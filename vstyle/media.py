@@ -37,9 +37,13 @@ from .errors import VStyleError, VStyleWarning
 VIDEO_EXTS = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".mts",
               ".m2ts", ".flv", ".wmv", ".3gp", ".ogv"}
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-OUTPUT_EXTS = {".gif": "gif", ".mp4": "mp4", ".png": "image", ".jpg": "image", ".jpeg": "image"}
+OUTPUT_EXTS = {".gif": "gif", ".mp4": "mp4", ".webp": "webp", ".png": "image", ".jpg": "image",
+               ".jpeg": "image"}
 FOLDER_FPS = 10.0  # folders and stills carry no timing of their own
 LARGE_GIF_BYTES = 20 * 1024 * 1024
+# libwebp's lossy quality (0-100). At 90, real footage came out a quarter of a GIF's size and
+# as close to the frames (bench/formats.py); 95 was 1.5x larger for +2 dB.
+WEBP_QUALITY = 90
 GIF_DITHER = {"bayer": "bayer:bayer_scale=5", "sierra2_4a": "sierra2_4a",
               "floyd_steinberg": "floyd_steinberg", "none": "none"}
 # mp4 holds these audio codecs as they are; anything else (pcm, vorbis...) is re-encoded to AAC.
@@ -460,18 +464,24 @@ def gif_info(path: str | Path) -> tuple[int, list[int], int, bool]:
     return len(durations), durations, loop, local
 
 
-def _gif_delays(timing: Timing, n: int) -> list[int]:
-    """Centisecond delays whose running total follows the exact clock (4, 4, 5 cs at 24 fps)."""
+def _delays(timing: Timing, n: int, tick_ms: int) -> list[int]:
+    """Per-frame delays in ticks of tick_ms whose running total follows the exact clock (4, 4,
+    5 cs at 24 fps)."""
     given = timing.durations_ms or []
     ends_ms, t = [], 0.0
     for i in range(n):
         t += given[i] if i < len(given) else 1000 / timing.fps
         ends_ms.append(t)
-    ticks = [0] + [math.floor(ms / 10 + 0.5) for ms in ends_ms]
-    delays = [b - a for a, b in zip(ticks, ticks[1:])]
+    ticks = [0] + [math.floor(ms / tick_ms + 0.5) for ms in ends_ms]
+    return [b - a for a, b in zip(ticks, ticks[1:])]
+
+
+def _gif_delays(timing: Timing, n: int) -> list[int]:
+    """A GIF's delays, in centiseconds."""
+    delays = _delays(timing, n, 10)
     if min(delays) < 2:
         warnings.warn("GIF frames shorter than 20 ms play at 100 ms in browsers, so they are set "
-                      "to 20 ms and the GIF runs slow: pass --fps 50 or less, or write .mp4",
+                      "to 20 ms and the GIF runs slow: pass --fps 50 or less, or write .webp or .mp4",
                       VStyleWarning, stacklevel=2)
     return [max(2, d) for d in delays]
 
@@ -503,14 +513,15 @@ def _retime_gif(data: bytes, delays: list[int], loop: int) -> bytearray:
 # --- output paths --------------------------------------------------------------------------------
 
 def output_kind(path: Path) -> str:
-    """"gif" | "mp4" | "image" | "folder" (an existing folder, or a name without extension)."""
+    """"gif" | "mp4" | "webp" | "image" | "folder" (an existing folder, or a name without
+    extension)."""
     path = Path(path)
     if path.is_dir() or not path.suffix:
         return "folder"
     kind = OUTPUT_EXTS.get(path.suffix.lower())
     if kind is None:
         raise VStyleError(f"output {path}: {path.suffix} is not supported: use .gif, .mp4, "
-                          ".png, .jpg or a folder name without extension")
+                          ".webp, .png, .jpg or a folder name without extension")
     return kind
 
 
@@ -681,6 +692,18 @@ def _write_gif(frames: Callable[[], Iterable[np.ndarray]], out: Path, timing: Ti
     out.write_bytes(_retime_gif(out.read_bytes(), _gif_delays(timing, count[0]), timing.loop))
 
 
+def _write_webp(frames: Callable[[], Iterable[np.ndarray]], out: Path, timing: Timing) -> None:
+    """Animated WebP: full colour where a GIF has 256, a fraction of its size at the same
+    look, and shown by every current browser. Each frame keeps its duration (ms), and the loop
+    flag carries over: WebP counts plays (0: forever), a GIF's loop block repeats."""
+    _, it = _first(frames())
+    images = [Image.fromarray(frame) for frame in it]  # Pillow takes the whole animation at once
+    loop = 1 if timing.loop < 0 else timing.loop + (timing.loop > 0)
+    images[0].save(out, format="WEBP", save_all=True, append_images=images[1:],
+                   duration=_delays(timing, len(images), 1), loop=loop, quality=WEBP_QUALITY,
+                   method=4)
+
+
 def _audio_codec(path: Path) -> str | None:
     """The first audio stream's codec, from ffmpeg's description of the file."""
     probe = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)],
@@ -774,6 +797,8 @@ def write_output(frames: Callable[[], Iterable[np.ndarray]], output: Path, kind:
                 _write_gif(frames, tmp, timing, gif_dither)
             elif kind == "mp4":
                 _write_mp4(frames, tmp, timing, audio_from, crf)
+            elif kind == "webp":
+                _write_webp(frames, tmp, timing)
             elif kind == "image":
                 _write_image(frames, tmp)
             else:
@@ -784,5 +809,5 @@ def write_output(frames: Callable[[], Iterable[np.ndarray]], output: Path, kind:
                           "and that the folder is writable") from None
     if kind == "gif" and output.stat().st_size > LARGE_GIF_BYTES:
         warnings.warn(f"{output} is {output.stat().st_size / 2**20:.0f} MB, too large to share "
-                      "easily: shrink it with --size or --fps, or write .mp4", VStyleWarning,
-                      stacklevel=2)
+                      "easily: write .webp (smaller, full colour) or .mp4, or shrink it with "
+                      "--size or --fps", VStyleWarning, stacklevel=2)

@@ -1,0 +1,78 @@
+"""Output formats compared: size and faithfulness of GIF, animated WebP and MP4 on the same frames.
+
+    python bench/formats.py [--frames 24] [--size 256]
+
+Encodes the first frames of each clip (samples/clip.mp4, and ../shared/clips/cockatoo.mp4 where
+it is here) with vstyle's own writers, decodes them again and prints a table: the file's size
+and its PSNR against the frames it was given (higher is closer). The frames are the input's
+own: a random VGG19 paints noise-like texture that says little about real paintings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from vstyle import media  # noqa: E402
+
+FORMATS = [  # (label, output name, write_output keyword arguments)
+    ("GIF, bayer dither (default)", "out.gif", dict(gif_dither="bayer")),
+    ("GIF, no dither", "out.gif", dict(gif_dither="none")),
+    (f"WebP, quality {media.WEBP_QUALITY}", "out.webp", {}),
+    ("MP4, crf 18 (default)", "out.mp4", dict(crf=18)),
+]
+
+
+def decode(path: Path) -> np.ndarray:
+    if path.suffix == ".webp":
+        with Image.open(path) as image:
+            frames = []
+            for i in range(image.n_frames):
+                image.seek(i)
+                frames.append(np.asarray(image.convert("RGB")))
+            return np.stack(frames)
+    return np.stack(list(media.open_source(path).frames()))
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255 ** 2 / mse)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=24)
+    parser.add_argument("--size", type=int, default=256)
+    args = parser.parse_args()
+    clips = [ROOT / "samples" / "clip.mp4", ROOT.parent / "shared" / "clips" / "cockatoo.mp4"]
+    print(f"# output formats: first {args.frames} frames at {args.size} px")
+    print("| clip | format | KB | vs GIF | PSNR dB |")
+    print("|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for clip in (c for c in clips if c.exists()):
+            source = media.open_source(clip, args.frames)
+            frames = list(source.frames(media.fit_size(source.size, args.size)))
+            gif_kb = None
+            for label, name, extra in FORMATS:
+                out = Path(tmp) / name
+                media.write_output(frames, out, media.output_kind(out), source.timing, **extra)
+                kb = out.stat().st_size / 1024
+                gif_kb = gif_kb or kb
+                back = decode(out)
+                # H.264 needs even sides: compare what both have
+                h, w = min(back.shape[1], frames[0].shape[0]), min(back.shape[2], frames[0].shape[1])
+                quality = psnr(back[:, :h, :w], np.stack(frames)[:, :h, :w])
+                print(f"| {clip.name} | {label} | {kb:.0f} | {kb / gif_kb:.2f} | {quality:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
