@@ -15,7 +15,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import imageio.v3 as iio
 import numpy as np
 from PIL import Image
 
