@@ -134,7 +134,7 @@ def test_gif_varying_durations_and_loop_survive_exactly(tmp_path):
     n, got, loop, local = media.gif_info(out)
     assert (n, got, loop, local) == (5, durations, 0, False)
     source = media.open_source(out)
-    assert source.kind == "gif" and source.n_frames == 5 and source.size == (48, 32)
+    assert source.kind == "animation" and source.n_frames == 5 and source.size == (48, 32)
     assert source.timing.durations_ms == durations and source.timing.loop == 0
     assert source.timing.fps == pytest.approx(1000 * 5 / 150)
 
@@ -317,7 +317,7 @@ def test_gif_dithers(tmp_path, dither):
 
 def test_gif_real_clip_keeps_its_timing(tmp_path):
     source = media.open_source(shared("newtonscradle.gif"))
-    assert (source.kind, source.n_frames, source.size, source.timing.loop) == ("gif", 36, (200, 150), 0)
+    assert (source.kind, source.n_frames, source.size, source.timing.loop) == ("animation", 36, (200, 150), 0)
     assert min(source.timing.durations_ms) == 20 and max(source.timing.durations_ms) == 50
     out = tmp_path / "cradle.gif"
     media.write_output(lambda: source.frames((100, 75)), out, "gif", source.timing)
@@ -416,7 +416,7 @@ def test_folder_natural_sort_and_mixed_sizes(tmp_path):
     assert media.open_source(folder, max_frames=2).n_frames == 2
 
 
-@pytest.mark.parametrize("kind", ["mp4", "gif", "folder"])
+@pytest.mark.parametrize("kind", ["mp4", "gif", "webp", "folder"])
 def test_window_decodes_exactly_its_frames(tmp_path, kind):
     frames = moving_square(10)
     path = tmp_path / f"clip.{kind}" if kind != "folder" else tmp_path / "frames"
@@ -550,14 +550,23 @@ def broken_inputs(tmp_path: Path) -> dict[str, Path]:
     (no_images / "readme.txt").write_text("x")
     unsupported = tmp_path / "clip.xyz"
     unsupported.write_text("x")
+    text_webp = tmp_path / "text.webp"
+    text_webp.write_text("RIFF? no, a note")
+    webp = tmp_path / "full.webp"
+    media.write_output(moving_square(10), webp, "webp", Timing(10.0, None))
+    truncated_webp = tmp_path / "truncated.webp"
+    truncated_webp.write_bytes(webp.read_bytes()[:60])  # its first frame cut short
     return {"missing": tmp_path / "missing.mp4", "empty": empty, "text_gif": text_gif,
-            "truncated": truncated, "no_images": no_images, "unsupported": unsupported}
+            "truncated": truncated, "no_images": no_images, "unsupported": unsupported,
+            "text_webp": text_webp, "truncated_webp": truncated_webp}
 
 
 @pytest.mark.parametrize("case, message", [
     ("missing", "not found"), ("empty", "empty"), ("text_gif", "not a readable GIF"),
     ("truncated", "cannot be decoded"), ("no_images", "has no images"),
     ("unsupported", "unsupported extension.*\\.mp4"),
+    ("text_webp", "input image .*text.webp cannot be read"),
+    ("truncated_webp", "truncated.webp"),
 ])
 def test_broken_inputs_give_one_line_errors(tmp_path, case, message):
     with pytest.raises(VStyleError, match=message) as error:
@@ -598,6 +607,33 @@ def test_webp_counts_plays_where_a_gif_counts_repeats(tmp_path, gif_loop, plays)
     out = tmp_path / "out.webp"
     media.write_output(moving_square(3), out, "webp", Timing(10.0, None, loop=gif_loop))
     assert webp_info(out)[2] == plays
+
+
+@pytest.mark.parametrize("loop", [0, -1, 3])
+def test_an_animated_webp_opens_as_an_animation(tmp_path, loop):
+    durations = [20, 30, 50, 20, 30]
+    path = tmp_path / "in.webp"
+    media.write_output(moving_square(5), path, "webp", Timing(1000 * 5 / 150, durations, loop))
+    assert media.webp_info(path) == (5, durations, loop)  # read from its chunks
+    source = media.open_source(path)
+    assert (source.kind, source.n_frames, source.size) == ("animation", 5, (48, 32))
+    assert source.timing.durations_ms == durations and source.timing.loop == loop
+    frames = np.stack(list(source.frames()))
+    assert np.abs(frames.astype(int) - np.stack(moving_square(5))).mean() < 2
+    assert media.open_source(path, fps=50).n_frames == 8  # resampled like a GIF: 150 ms
+    assert media.default_output(source, [Path("s.jpg")]) == tmp_path / "in-s.webp"
+
+
+def test_a_still_webp_is_an_image(tmp_path):
+    path = tmp_path / "photo.webp"
+    Image.fromarray(moving_square(1)[0]).save(path, quality=95)
+    assert media.webp_info(path) == (1, [0], -1)
+    source = media.open_source(path)
+    assert (source.kind, source.n_frames) == ("image", 1)
+    assert media.default_output(source, [Path("s.jpg")]) == tmp_path / "photo-s.webp"
+    out = tmp_path / "photo-s.webp"
+    media.write_output(list(source.frames()), out, media.check_output(out, source), source.timing)
+    assert media.open_source(out).kind == "image"  # a still stays a still
 
 
 def test_webp_is_smaller_than_a_gif_of_the_same_clip(tmp_path):

@@ -98,6 +98,10 @@ def test_gif_to_webp_keeps_each_duration_and_the_loop(style, tmp_path):
             got.append(image.info["duration"])
         assert image.size == (32, 24) and image.info["loop"] == 0
     assert result.n_frames == 5 and got == durations
+    # and an animated WebP as input: stylized as an animation, into a WebP beside it
+    again = vstyle.stylize(out, style, **TINY)
+    assert again.output == tmp_path / f"out-{style.stem}.webp" and again.n_frames == 5
+    assert media.webp_info(again.output) == (5, durations, 0)
 
 
 def test_gif_to_mp4_and_folder_to_folder(style, tmp_path):

@@ -223,7 +223,7 @@ def plan(inputs: list[Path], styles: list[Path], outdir: Path, options: Options,
         except VStyleError as e:
             outcome.status, outcome.error = "failed", str(e)
             continue
-        if chunk_frames and source.kind in ("video", "gif") and source.n_frames > chunk_frames:
+        if chunk_frames and source.kind in ("video", "animation") and source.n_frames > chunk_frames:
             outcome.jobs = chunk_jobs(input, output, source.n_frames, chunk_frames, source,
                                       chunk_key(source, styles, options))
             drop_stale_chunks(output, outcome.jobs)

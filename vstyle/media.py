@@ -83,7 +83,7 @@ class Timing:
 @dataclass
 class Source:
     path: Path
-    kind: str  # "video" | "gif" | "folder" | "image"
+    kind: str  # "video" | "animation" (GIF, animated WebP) | "folder" | "image"
     n_frames: int  # exact count, already capped by max_frames
     size: tuple[int, int]  # (width, height) of the source frames (folder: the first image's)
     timing: Timing
@@ -96,7 +96,7 @@ class Source:
 
     def frames(self, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
         """Lazily decode the n_frames frames, RGB uint8 (H, W, 3), resized to size=(w, h) if given."""
-        decode = {"video": _video_frames, "gif": _gif_frames, "folder": _folder_frames,
+        decode = {"video": _video_frames, "animation": _animation_frames, "folder": _folder_frames,
                   "image": _folder_frames}[self.kind]
         for frame in decode(self):
             # One resize straight to the target: folder images of other sizes follow the first's.
@@ -215,8 +215,8 @@ def open_source(path: str | Path, max_frames: int | None = None,
         source = _open_folder(path, fps or FOLDER_FPS)
     elif kind == "video":
         source = _open_video(path, max_frames, fps)
-    elif kind == "gif":
-        source = _open_gif(path, fps)
+    elif kind == "animation" or (kind == "image" and _is_animated_webp(path)):
+        source = _open_animation(path, fps)
     elif kind == "image":
         size = _read_input_image(path).shape[1::-1]
         source = Source(path, "image", 1, size, Timing(fps or FOLDER_FPS, None), False, [path])
@@ -229,12 +229,13 @@ def open_source(path: str | Path, max_frames: int | None = None,
 
 
 def input_kind(path: Path) -> str | None:
-    """What an input is by its name (nothing is decoded): "folder", "video", "gif", "image",
-    or None where the extension is not one vstyle reads."""
+    """What an input is by its name (nothing is decoded): "folder", "video", "animation" (a
+    GIF), "image" (a .webp too: open_source finds out whether it is animated), or None where
+    the extension is not one vstyle reads."""
     if path.is_dir():
         return "folder"
     suffix = path.suffix.lower()
-    return "video" if suffix in VIDEO_EXTS else "gif" if suffix == ".gif" else \
+    return "video" if suffix in VIDEO_EXTS else "animation" if suffix == ".gif" else \
         "image" if suffix in IMAGE_EXTS else None
 
 
@@ -370,33 +371,44 @@ def _decode_step(source: Source, reader: Iterator):
         raise _unreadable_video(source.path, error) from None
 
 
-def _open_gif(path: Path, fps: float | None = None) -> Source:
+def _is_animated_webp(path: Path) -> bool:
     try:
-        n, durations, loop, _ = gif_info(path)
+        return path.suffix.lower() == ".webp" and webp_info(path)[0] > 1
+    except (OSError, ValueError):  # not a WebP: reading it as an image says so
+        return False
+
+
+def _open_animation(path: Path, fps: float | None = None) -> Source:
+    """A GIF or an animated WebP: its frames' durations and loop flag, read from its blocks."""
+    name = "GIF" if path.suffix.lower() == ".gif" else "WebP"
+    try:
+        n, durations, loop = gif_info(path)[:3] if name == "GIF" else webp_info(path)
         with Image.open(path) as image:
             size = image.size
     except (OSError, ValueError) as error:
-        raise VStyleError(f"{path} is not a readable GIF ({_brief(error)}): "
-                          "re-export it as a GIF or pass a video") from None
+        raise VStyleError(f"{path} is not a readable {name} ({_brief(error)}): "
+                          f"re-export it as a {name} or pass a video") from None
     if n == 0:
-        raise VStyleError(f"GIF {path} has no frames: re-export it")
+        raise VStyleError(f"{name} {path} has no frames: re-export it")
     # Browsers play delays of 0 and 10 ms at 100 ms; keep the clip's look as people know it.
     durations = [d if d > 10 else 100 for d in durations]
     if fps:
         picks = gif_picks(durations, fps)
-        return Source(path, "gif", len(picks), size, Timing(fps, None, loop), False, picks=picks)
-    return Source(path, "gif", n, size, Timing(1000 * n / sum(durations), durations, loop), False)
+        return Source(path, "animation", len(picks), size, Timing(fps, None, loop), False,
+                      picks=picks)
+    return Source(path, "animation", n, size, Timing(1000 * n / sum(durations), durations, loop),
+                  False)
 
 
 def gif_picks(durations_ms: list[int], fps: float) -> list[int]:
-    """The frame on screen at each time k / fps over the GIF's length (frames repeat where the
+    """The frame on screen at each time k / fps over an animation's length (frames repeat where the
     rate is above the GIF's, or where a frame holds)."""
     starts = list(accumulate(durations_ms, initial=0))[:-1]
     n = max(1, round(sum(durations_ms) * fps / 1000))
     return [bisect_right(starts, 1000 * k / fps + 1e-6) - 1 for k in range(n)]
 
 
-def _gif_frames(source: Source) -> Iterator[np.ndarray]:
+def _animation_frames(source: Source) -> Iterator[np.ndarray]:
     try:
         frames = source.picks or range(source.start + source.n_frames)
         with Image.open(source.path) as image:
@@ -404,7 +416,7 @@ def _gif_frames(source: Source) -> Iterator[np.ndarray]:
                 image.seek(i)  # Pillow composites each frame onto the previous ones
                 yield _to_rgb(image)
     except (OSError, ValueError, EOFError) as error:
-        raise VStyleError(f"GIF {source.path} is damaged ({_brief(error)}): re-export it") from None
+        raise VStyleError(f"{source.path} is damaged ({_brief(error)}): re-export it") from None
 
 
 # --- the GIF block structure ---------------------------------------------------------------------
@@ -462,6 +474,27 @@ def gif_info(path: str | Path) -> tuple[int, list[int], int, bool]:
             durations.append(delay)
             delay = 0  # a GCE covers only the next image
     return len(durations), durations, loop, local
+
+
+def webp_info(path: str | Path) -> tuple[int, list[int], int]:
+    """(n_frames, durations_ms, loop) of a WebP, read from its RIFF chunks, not decoded. loop
+    as for a GIF (ffmpeg's -loop: 0 = forever, -1 = plays once); WebP counts plays (0 =
+    forever), a GIF's loop block repeats. A still WebP is one frame."""
+    data = Path(path).read_bytes()
+    if data[:4] != b"RIFF" or data[8:12] != b"WEBP":
+        raise ValueError("no WebP header")
+    durations, plays, pos = [], 0, 12
+    while pos + 8 <= len(data):
+        chunk, size = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
+        body = data[pos + 8:pos + 8 + size]
+        if chunk == b"ANIM" and size >= 6:
+            plays = int.from_bytes(body[4:6], "little")
+        elif chunk == b"ANMF" and size >= 16:
+            durations.append(int.from_bytes(body[12:15], "little"))
+        pos += 8 + size + (size & 1)  # chunks are padded to an even size
+    if not durations:  # a still: one image chunk
+        return 1, [0], -1
+    return len(durations), durations, -1 if plays == 1 else max(plays - 1, 0)
 
 
 def _delays(timing: Timing, n: int, tick_ms: int) -> list[int]:
@@ -531,10 +564,12 @@ def default_output(source: Source, style_paths: list[Path]) -> Path:
 
 
 def output_name(path: Path, kind: str, style_paths: list[Path], folder: Path) -> Path:
-    """folder/<input>-<style>, with the suffix of the input's kind (video -> .mp4 ...)."""
+    """folder/<input>-<style>, in the input's kind: a video -> .mp4, a GIF or WebP -> the same,
+    a folder -> a folder, another image -> .png."""
     stem = path.name if kind == "folder" else path.stem
     styles = "+".join(Path(p).stem for p in style_paths) or "stylized"
-    suffix = {"video": ".mp4", "gif": ".gif", "folder": "", "image": ".png"}[kind]
+    suffix = path.suffix.lower() if path.suffix.lower() in (".gif", ".webp") and \
+        kind != "folder" else {"video": ".mp4", "folder": "", "animation": ".gif", "image": ".png"}[kind]
     return folder / f"{stem}-{styles}{suffix}"
 
 
@@ -698,7 +733,7 @@ def _write_webp(frames: Callable[[], Iterable[np.ndarray]], out: Path, timing: T
     flag carries over: WebP counts plays (0: forever), a GIF's loop block repeats."""
     _, it = _first(frames())
     images = [Image.fromarray(frame) for frame in it]  # Pillow takes the whole animation at once
-    loop = 1 if timing.loop < 0 else timing.loop + (timing.loop > 0)
+    loop = 1 if timing.loop < 0 else timing.loop + (timing.loop > 0)  # webp_info's inverse
     images[0].save(out, format="WEBP", save_all=True, append_images=images[1:],
                    duration=_delays(timing, len(images), 1), loop=loop, quality=WEBP_QUALITY,
                    method=4)

@@ -181,7 +181,7 @@ def manifest(source: media.Source, style_paths: list[Path], options: Options,
         # --loop ties the last frames to frame 1: another length changes them
         "frames": source.n_frames if options.loop else None,
         # --fps picks a clip's frames (a folder's or a still's it only times)
-        "fps": options.fps if source.kind in ("video", "gif") else None,
+        "fps": options.fps if source.kind in ("video", "animation") else None,
         "styles": [file_hash(p) for p in style_paths], "frame_size": list(size),
         "options": options.result_key()}))
 
