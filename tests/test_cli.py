@@ -166,6 +166,34 @@ def _(d: Path):
     return [d / "clip.mp4", "style.png", "-o", "./clip.mp4"]  # two spellings of one file
 
 
+@bad("output is a style image", "output style.png is a style image itself",
+     "choose another output name")
+def _(d: Path):
+    return ["clip.mp4", "style.png", "-o", "./style.png", "--max-frames", "1"]
+
+
+@bad("--report is the input", "--report clip.mp4 is the input itself", "choose another --report")
+def _(d: Path):
+    return ["clip.mp4", "style.png", "-o", "out.gif", "--report", "clip.mp4"]
+
+
+@bad("--report is a style image", "--report style.png is a style image itself")
+def _(d: Path):
+    return ["clip.mp4", "style.png", "-o", "out.gif", "--report", "style.png"]
+
+
+@bad("--report is the output", "--report out.gif is the output itself", "e.g. report.json")
+def _(d: Path):
+    return ["clip.mp4", "style.png", "-o", "out.gif", "--report", "out.gif"]
+
+
+@bad("style is a folder", "style image paintings is a folder", "pass an image file in it")
+def _(d: Path):
+    (d / "paintings").mkdir()
+    shutil.copy(d / "style.png", d / "paintings" / "a.png")
+    return ["clip.mp4", "paintings", "-o", "out.gif"]
+
+
 @bad("still output for a clip", "out.png is a still image but the input has 8 frames",
      "write .gif, .mp4 or a folder (or add --max-frames 1 to try the look on the first frame)")
 def _(d: Path):
@@ -227,8 +255,8 @@ def _(d: Path):
 
 
 for flag, value, message in [
-        ("--size", "-5", "--size must be at least 1 (got -5)"),
-        ("--size", "0", "--size must be at least 1 (got 0)"),
+        ("--size", "-5", "--size must be at least 16 px for VGG19's four poolings (got -5)"),
+        ("--size", "0", "--size must be at least 16 px for VGG19's four poolings (got 0)"),
         ("--size", "8", "--size must be at least 16 px for VGG19's four poolings (got 8)"),
         ("--iterations", "0", "--iterations must be at least 1 (got 0)"),
         ("--style-weight", "nan", "--style-weight must be a finite number >= 0 (got nan)"),

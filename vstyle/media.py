@@ -24,7 +24,7 @@ from fractions import Fraction
 from functools import lru_cache
 from itertools import accumulate, chain
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 import cv2
 import imageio_ffmpeg
@@ -163,6 +163,8 @@ def _read_image(path: Path, problem: str) -> np.ndarray:
 
 def load_image(path: str | Path) -> np.ndarray:
     """A style image as RGB uint8 (H, W, 3), whatever its mode (grey, RGBA, palette, 16-bit)."""
+    if Path(path).is_dir():
+        raise VStyleError(f"style image {path} is a folder: pass an image file in it")
     if not Path(path).is_file():
         raise VStyleError(f"style image {path} not found: check the path")
     return _read_image(Path(path), "style image {path} is not an image ({why}): "
@@ -573,16 +575,16 @@ def output_name(path: Path, kind: str, style_paths: list[Path], folder: Path) ->
     return folder / f"{stem}-{styles}{suffix}"
 
 
-def check_output(output: Path, source: Source) -> str:
-    """Refuse an output that would fail at the end of a long run; return its kind."""
+def check_output(output: Path, source: Source, style_paths: Sequence[Path] = ()) -> str:
+    """Refuse an output that would fail at the end of a long run, or overwrite the input or a
+    style image; return its kind."""
     output = Path(output)
     kind = output_kind(output)
     if kind == "image" and source.n_frames > 1:
         raise VStyleError(f"output {output} is a still image but the input has {source.n_frames} "
                           "frames: write .gif, .mp4 or a folder (or add --max-frames 1 to try "
                           "the look on the first frame)")
-    if output.resolve() == source.path.resolve():
-        raise VStyleError(f"output {output} is the input itself: choose another output name")
+    check_not_overwriting(output, "output", source, style_paths)
     if kind == "folder":
         _check_folder_target(output)
     try:
@@ -594,6 +596,14 @@ def check_output(output: Path, source: Source) -> str:
         raise VStyleError(f"cannot write to {output.parent} ({_brief(error)}): "
                           "choose a writable output folder") from None
     return kind
+
+
+def check_not_overwriting(path: Path, name: str, source: Source,
+                          style_paths: Sequence[Path] = ()) -> None:
+    """A file vstyle writes (the output, the report) must not be one it reads."""
+    for other, what in [(source.path, "the input"), *((p, "a style image") for p in style_paths)]:
+        if Path(path).resolve() == Path(other).resolve():
+            raise VStyleError(f"{name} {path} is {what} itself: choose another {name} name")
 
 
 def _check_folder_target(folder: Path) -> None:

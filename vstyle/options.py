@@ -102,7 +102,7 @@ class Options:
         def bad(name: str, why: str):
             raise VStyleError(f"--{name.replace('_', '-')} {why}")
 
-        for name in ("size", "first_iterations", "iterations", "scales"):
+        for name in ("first_iterations", "iterations", "scales"):
             if getattr(self, name) < 1:
                 bad(name, f"must be at least 1 (got {getattr(self, name)})")
         if self.size < 16:

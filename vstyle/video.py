@@ -82,10 +82,10 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
     style_images = [media.load_image(p) for p in style_paths]
     output = Path(output) if output is not None else media.default_output(source, style_paths)
     if report is not None:
-        check_report(Path(report))
+        check_report(Path(report), output, source, style_paths)
     if work_dir is not None:
         check_work_dir(Path(work_dir), output, report)
-    kind = media.check_output(output, source)  # before the long work: creates its folder
+    kind = media.check_output(output, source, style_paths)  # before the work: makes its folder
     size = media.fit_size(source.size, options.size)
 
     work = WorkDir(Path(work_dir) if work_dir else default_work_dir(output),
@@ -132,8 +132,14 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
         return result
 
 
-def check_report(path: Path) -> None:
-    """A report that cannot be written is found before the run, not after it."""
+def check_report(path: Path, output: Path, source: media.Source,
+                 style_paths: list[Path]) -> None:
+    """A report that cannot be written, or that would overwrite the input, a style image or
+    the output, is found before the run, not after it."""
+    media.check_not_overwriting(path, "--report", source, style_paths)
+    if path.resolve() == output.resolve():
+        raise VStyleError(f"--report {path} is the output itself: give the report a name of "
+                          "its own, e.g. report.json")
     if path.is_dir():
         raise VStyleError(f"--report {path} is a folder: give a file name, e.g. "
                           f"{path / 'report.json'}")
