@@ -16,8 +16,10 @@ import pytest
 from conftest import FAST, ROOT, frames, run_cli, with_audio, write_gif, write_mp4
 from vstyle import media
 from vstyle.errors import VStyleError
-from vstyle.batch import OVERLAP, chunk_jobs, expand_inputs, plan, ray_shape, run_batch
+from vstyle.batch import LEDGER, OVERLAP, chunk_jobs, expand_inputs, plan, ray_shape, run_batch
 from vstyle.options import Options
+
+TINY = Options(weights="random", size=32, iterations=3, first_iterations=4, min_iterations=0)
 
 
 @pytest.fixture
@@ -35,7 +37,7 @@ def check_batch(result, out):
     assert result.returncode == 1, result.stderr
     failures = [l for l in result.stderr.splitlines() if l.startswith("failed:")]
     assert len(failures) == 1 and "c.mp4" in failures[0] and "Traceback" not in result.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["a-style.mp4", "b-style.gif"]
+    assert sorted(p.name for p in out.iterdir()) == [LEDGER, "a-style.mp4", "b-style.gif"]
     assert media.gif_info(out / "b-style.gif")[1] == [60, 60, 120]
 
 
@@ -45,6 +47,25 @@ def test_batch_one_bad_input_does_not_stop_the_others(three_clips, style, tmp_pa
     check_batch(result, out)
     again = run_cli("batch", three_clips, style, "-o", out, *FAST[:-1])  # finished: skipped
     assert again.returncode == 1 and again.stderr.count("│ skipped") == 2
+
+
+def test_batch_redoes_an_output_whose_options_changed(style, tmp_path):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    write_mp4(clips / "a.mp4", frames(3))
+    write_gif(clips / "b.gif", frames(2), [100, 100])
+    out = tmp_path / "out"
+    first = run_batch(expand_inputs([clips]), [style], out, TINY)
+    assert [o.status for o in first] == ["done", "done"]
+    assert [o.status for o in run_batch(expand_inputs([clips]), [style], out, TINY)] == \
+        ["skipped", "skipped"]
+    bigger = run_batch(expand_inputs([clips]), [style], out, TINY.replace(size=48))
+    assert [o.status for o in bigger] == ["done", "done"]  # was: skipped, still 32 px wide
+    assert iio.imread(out / "b-style.gif", index=0).shape[:2] == (36, 48)
+    # an output the ledger does not know (made by hand, or before it) is left alone
+    (out / LEDGER).unlink()
+    assert [o.status for o in run_batch(expand_inputs([clips]), [style], out, TINY)] == \
+        ["skipped", "skipped"]
 
 
 def test_batch_on_local_ray(three_clips, style, tmp_path):
@@ -125,7 +146,7 @@ def test_chunked_run_matches_an_unchunked_one(style, tmp_path):
     result = run_cli("batch", clip, style, "-o", chunked, "--chunk-frames", 5, "--workers", 2,
                      *FAST)
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in chunked.iterdir()) == ["long-style.mp4"]  # chunks cleaned up
+    assert sorted(p.name for p in chunked.iterdir()) == [LEDGER, "long-style.mp4"]  # no chunks left
     a, b = whole / "long-style.mp4", chunked / "long-style.mp4"
     assert imageio_ffmpeg.count_frames_and_secs(str(b))[0] == 12
     meta_a, meta_b = iio.immeta(a), iio.immeta(b)

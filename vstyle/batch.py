@@ -31,9 +31,10 @@ from . import media
 from .errors import VStyleError
 from .options import Options
 from .video import WORK_SUFFIX, Interrupted, audio_for, default_work_dir, manifest, stylize
-from .workdir import read_frame, remove_idle
+from .workdir import file_hash, fingerprint, read_frame, remove_idle, write_atomic
 
 OVERLAP = 8  # frames a chunk starts early (and fades in over)
+LEDGER = ".vstyle-batch.json"  # in OUTDIR: each output's recipe, to tell a rerun what changed
 
 
 @dataclass
@@ -54,6 +55,7 @@ class Outcome:
     frames: int = 0
     error: str = ""
     jobs: list[Job] = field(default_factory=list)  # the input as one job, or its chunks
+    recipe: str = ""  # what makes its output (see `recipe`)
 
     @property
     def chunked(self) -> bool:
@@ -202,8 +204,12 @@ def plan(inputs: list[Path], styles: list[Path], outdir: Path, options: Options,
         if real_input not in ours:
             writers.setdefault(real, []).append(input)
     outcomes, jobs = [], []
+    # a missing style: every job fails on it with its own message
+    ledger, style_hashes = read_ledger(outdir), [file_hash(p) if p.is_file() else "" for p in styles]
     for input, real_input, output, real in planned:
         outcome = Outcome(input, output, "pending")
+        if input.exists():
+            outcome.recipe = recipe(input, style_hashes, options)
         outcomes.append(outcome)
         if real_input in ours:
             outcome.status, outcome.error = "skipped", "an output of this batch"
@@ -215,8 +221,8 @@ def plan(inputs: list[Path], styles: list[Path], outdir: Path, options: Options,
                 f"{input} and {others} would both write {output}: rename one, or run them "
                 "into separate folders")
             continue
-        if finished(output):
-            outcome.status = "skipped"
+        if finished(output) and ledger.get(output.name, outcome.recipe) == outcome.recipe:
+            outcome.status = "skipped"  # made with these options (or by hand: left alone)
             continue
         try:
             source = media.open_source(input, options.max_frames, options.fps)
@@ -231,6 +237,34 @@ def plan(inputs: list[Path], styles: list[Path], outdir: Path, options: Options,
             outcome.jobs = [Job(input, output, source=source)]
         jobs += outcome.jobs
     return outcomes, jobs
+
+
+def recipe(input: Path, style_hashes: list[str], options: Options) -> str:
+    """A hash of what makes an output, found without decoding anything: the input (its files'
+    names, sizes and times), the styles' bytes, and every option that changes the file."""
+    files = sorted(p for p in input.iterdir() if p.suffix.lower() in media.IMAGE_EXTS) \
+        if input.is_dir() else None
+    what = {"input": str(input.resolve()), "files": fingerprint(input, files),
+            "styles": style_hashes, "options": options.result_key(),
+            "output": [options.max_frames, options.fps, options.crf, options.gif_dither,
+                       options.compare]}
+    return hashlib.sha1(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def read_ledger(outdir: Path) -> dict[str, str]:
+    try:
+        ledger = json.loads((outdir / LEDGER).read_text())
+    except (OSError, ValueError):
+        return {}
+    return ledger if isinstance(ledger, dict) else {}
+
+
+def record(outdir: Path, done: dict[str, str]) -> None:
+    """Add the recipes of the outputs just written to the ledger (read again: another batch
+    into the same folder may have added its own meanwhile)."""
+    if done:
+        write_atomic(outdir / LEDGER, json.dumps({**read_ledger(outdir), **done}, indent=1,
+                                                 sort_keys=True).encode())
 
 
 def finished(output: Path) -> bool:
@@ -283,6 +317,8 @@ def run_batch(inputs: list[Path], styles: list[Path], outdir: Path, options: Opt
                 outcome.status, outcome.error = "failed", failure(e)
         else:
             outcome.status, outcome.frames = "done", parts[0][1]
+    record(outdir, {o.output.name: o.recipe for o in outcomes
+                    if o.status == "done" and o.recipe})
     return outcomes
 
 
