@@ -56,6 +56,15 @@ def test_preserve_colors_keeps_the_content_chroma(style):
     assert kept < 2.0 and kept < drifted / 2
 
 
+def test_stylize_image_takes_grey_and_float_arrays_and_refuses_others(style):
+    grey = cv2.cvtColor(frames(1, 64, 48)[0], cv2.COLOR_RGB2GRAY)  # (48, 64)
+    painting = media.load_image(style).astype(np.float32) / 255  # fractions of 1
+    styled = vstyle.stylize_image(grey, painting, **TINY)
+    assert styled.dtype == np.uint8 and styled.shape == (24, 32, 3)
+    with pytest.raises(vstyle.VStyleError, match="content is an array of shape .*pass an RGB"):
+        vstyle.stylize_image(np.zeros((2, 48, 64, 3), np.uint8), painting, **TINY)
+
+
 def test_scales_run_the_first_frame_coarse_to_fine(clip, style, tmp_path, monkeypatch):
     sizes = []
     original = Stylizer.stylize

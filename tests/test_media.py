@@ -482,16 +482,42 @@ def style_modes(tmp_path: Path) -> dict[str, tuple[Path, tuple[int, int, int]]]:
         assert image.mode == "P"
     deep = tmp_path / "deep.png"
     Image.fromarray(np.full((8, 8), 32896, np.uint16)).save(deep)  # 16-bit grey 0.502
+    floats = tmp_path / "float.tif"  # scientific and HDR tools write fractions of 1
+    Image.fromarray(np.full((8, 8), 0.5, np.float32), "F").save(floats)
     return {"grey": (grey, (77, 77, 77)), "rgba": (rgba, (255, 255, 255)),
-            "palette": (paletted, (200, 10, 10)), "16-bit": (deep, (128, 128, 128))}
+            "palette": (paletted, (200, 10, 10)), "16-bit": (deep, (128, 128, 128)),
+            "float": (floats, (128, 128, 128))}
 
 
-@pytest.mark.parametrize("mode", ["grey", "rgba", "palette", "16-bit"])
+@pytest.mark.parametrize("mode", ["grey", "rgba", "palette", "16-bit", "float"])
 def test_style_images_load_as_rgb(tmp_path, mode):
     path, expected = style_modes(tmp_path)[mode]
     image = media.load_image(path)
     assert image.dtype == np.uint8 and image.shape == (8, 8, 3)
     assert tuple(int(v) for v in image[0, 0]) == pytest.approx(expected, abs=1)
+
+
+@pytest.mark.parametrize("array, expected", [
+    (np.full((4, 4, 3), (200, 10, 10), np.uint8), (200, 10, 10)),
+    (np.full((4, 4), 77, np.uint8), (77, 77, 77)),  # grey
+    (np.full((4, 4, 4), (200, 10, 10, 0), np.uint8), (255, 255, 255)),  # transparent: white
+    (np.full((4, 4, 3), 0.5, np.float32), (128, 128, 128)),  # fractions of 1
+    (np.full((4, 4, 3), 128.0), (128, 128, 128)),  # floats in levels
+    (np.full((4, 4, 1), 32896, np.uint16), (128, 128, 128)),  # 16-bit
+])
+def test_arrays_from_python_callers_become_rgb(array, expected):
+    image = media.as_rgb(array)
+    assert image.dtype == np.uint8 and image.shape == (4, 4, 3)
+    assert tuple(int(v) for v in image[0, 0]) == expected
+
+
+@pytest.mark.parametrize("array", [np.zeros((4, 4, 2), np.uint8), np.zeros((2, 4, 4, 3)),
+                                   np.zeros((0, 4, 3)), np.full((4, 4, 3), np.nan),
+                                   np.array([["a"]])])
+def test_arrays_that_are_no_image_are_one_line_errors(array):
+    with pytest.raises(VStyleError, match="^content.*(RGB image|finite)") as error:
+        media.as_rgb(array, "content")
+    assert "\n" not in str(error.value)
 
 
 def display_p3_profile() -> bytes:

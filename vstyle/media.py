@@ -115,15 +115,50 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
     """Any Pillow mode → RGB uint8; transparency is composited on white, as a viewer shows it."""
     image = _to_srgb(ImageOps.exif_transpose(image))  # phone photos store their rotation in EXIF
     if image.mode.startswith("I") or image.mode == "F":
-        # 16-bit greys: Pillow's own conversion clips at 255 instead of scaling.
-        values = np.asarray(image, dtype=np.float64)
-        if image.mode.startswith("I;16") or values.max() > 255:
-            values = values / 257
-        image = Image.fromarray(np.clip(values + 0.5, 0, 255).astype(np.uint8), "L")
+        # 16-bit and float greys: Pillow's own conversion clips at 255 instead of scaling.
+        values = np.asarray(image)
+        image = Image.fromarray(_levels(values, sixteen_bit=image.mode.startswith("I;16")), "L")
     if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info:
         rgba = image.convert("RGBA")
         image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
     return np.array(image.convert("RGB"))
+
+
+def _levels(values: np.ndarray, sixteen_bit: bool = False) -> np.ndarray:
+    """Numbers as 0-255 levels, by their range: floats up to 1 are fractions, values above
+    255 are 16-bit (0-65535), anything else is already in levels."""
+    floats = np.issubdtype(values.dtype, np.floating)
+    values = values.astype(np.float64)
+    if not np.isfinite(values).all():
+        raise ValueError("the image holds NaN or infinite values")
+    top = values.max(initial=0)
+    if sixteen_bit or top > 255:
+        values = values / 257
+    elif floats and top <= 1:
+        values = values * 255
+    return np.clip(values + 0.5, 0, 255).astype(np.uint8)
+
+
+def as_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:
+    """An array given to the Python API, as RGB uint8 (H, W, 3): greys, alpha (on white),
+    floats in [0, 1] and 16-bit values are converted; other shapes are a VStyleError."""
+    a = np.asarray(image)
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.ndim != 3 or a.shape[2] not in (1, 3, 4) or 0 in a.shape or \
+            not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+        raise VStyleError(f"{name} is an array of shape {a.shape} and type {a.dtype}: pass an "
+                          "RGB image, (height, width, 3) uint8")
+    if a.dtype != np.uint8:
+        try:
+            a = _levels(a.astype(np.float64) * 255 if a.dtype == bool else a,
+                        sixteen_bit=a.dtype == np.uint16)
+        except ValueError as error:
+            raise VStyleError(f"{name}: {error}: pass finite values") from None
+    if a.shape[2] == 4:  # transparency on white, as for image files
+        alpha = a[..., 3:].astype(np.float64) / 255
+        a = (a[..., :3] * alpha + 255 * (1 - alpha) + 0.5).astype(np.uint8)
+    return np.ascontiguousarray(np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a)
 
 
 def _to_srgb(image: Image.Image) -> Image.Image:

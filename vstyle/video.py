@@ -508,9 +508,12 @@ def write_report(path: Path, result: RunResult, options: Options) -> None:
 
 def stylize_image(content: np.ndarray, styles: np.ndarray | Sequence[np.ndarray],
                   options: Options | None = None, **option_values) -> np.ndarray:
-    """One image: RGB uint8 (H, W, 3) in, stylized RGB uint8 out, at options.size."""
+    """One image: RGB uint8 (H, W, 3) in (greys, RGBA, floats in [0, 1] and 16-bit arrays are
+    converted), stylized RGB uint8 out, at options.size."""
     options = (options or Options()).replace(**option_values).validate()
     styles = [styles] if isinstance(styles, np.ndarray) else list(styles)
+    content = media.as_rgb(content, "content")
+    styles = [media.as_rgb(s, "style") for s in styles]
     size = media.fit_size((content.shape[1], content.shape[0]), options.size)
     content = media.resize(content, size)
     stylizer = Stylizer([fit_style(s, options, size, content) for s in styles], options)
