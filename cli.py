@@ -22,6 +22,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
 from rich.text import Text
 
 import vstyle
+from vstyle.media import OUTPUT_EXTS
 from vstyle.options import Options
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
@@ -30,6 +31,7 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
 # stderr is not a terminal), so errors can be read, grepped and logged whole.
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 D = Options()  # the defaults, shown in --help
+FLAG = ""  # the metavar of an on/off option: it takes no value (typer would show <bool>)
 
 # --help shows the options in groups: what comes out (with --help), how it looks, how long
 # each frame runs, how frames hold together, where it runs, resuming, `vstyle batch`.
@@ -53,84 +55,96 @@ def numbers(text: Optional[str], name: str, cast=float, example: str = "0.7,0.3"
 
 
 def names(text: Optional[str], default: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(v.strip() for v in text.split(",") if v.strip()) if text else default
+    """Comma-separated layer names; "" is none (Options.validate says so), not the default."""
+    return default if text is None else tuple(v.strip() for v in text.split(",") if v.strip())
 
 
 @app.command()
 def main_command(
-    input: Path = typer.Argument(..., help="Video (.mp4 .mov .mkv .webm .avi .m4v .mpg .ts "
-                                 ".mts .flv .wmv ...), animated GIF or WebP, folder of images, "
-                                 "or one image."),
+    input: Path = typer.Argument(...,
+        help="Video (.mp4 .mov .mkv .webm .avi .m4v .mpg .ts .mts .flv .wmv ...), animated GIF or "
+             "WebP, folder of images, or one image."),
     styles: List[Path] = typer.Argument(..., help="Style image(s): paintings."),
-    output: Optional[Path] = OutputOption(None, "-o", "--output", help="Output: .gif, .mp4, "
-                                          ".webp (animated, full colour), a folder (PNG "
-                                          "frames), or .png/.jpg for a still. "
-                                          "Default: <input>-<style> beside the input."),
+    output: Optional[Path] = OutputOption(None, "-o", "--output",
+        help="Output: .gif, .mp4, .webp (animated, full colour), a folder (PNG frames), or "
+             ".png/.jpg for a still. Default: <input>-<style> beside the input."),
     size: int = LookOption(D.size, help="Long side of the processed frames, px."),
-    style_size: Optional[int] = LookOption(None, help="Long side of the style image, px "
-                                             "(default: --size x --style-scale)."),
+    style_size: Optional[int] = LookOption(None,
+        help="Long side of the style image, px (default: --size x --style-scale)."),
     style_scale: float = LookOption(D.style_scale, help="Style image size relative to the frames."),
-    iterations: int = OptimizerOption(D.iterations, help="Iterations per frame after the first (ceiling; "
-                                   "to go faster raise --tol: a low ceiling leaves new ground half painted)."),
-    first_iterations: int = OptimizerOption(D.first_iterations, help="Iterations for the first frame."),
-    min_iterations: int = OptimizerOption(D.min_iterations, help="Iterations before a frame may stop early."),
-    tol: float = OptimizerOption(D.tol, help="Stop a frame when the loss falls less than this "
-                              "fraction over 5 iterations (0: never stop early; 0.05: faster, "
-                              "a little less stylized)."),
+    iterations: int = OptimizerOption(D.iterations,
+        help="Iterations per frame after the first (ceiling; to go faster raise --tol: a low "
+             "ceiling leaves new ground half painted)."),
+    first_iterations: int = OptimizerOption(D.first_iterations,
+        help="Iterations for the first frame."),
+    min_iterations: int = OptimizerOption(D.min_iterations,
+        help="Iterations before a frame may stop early."),
+    tol: float = OptimizerOption(D.tol,
+        help="Stop a frame when the loss falls less than this fraction over 5 iterations (0: never"
+             " stop early; 0.05: faster, a little less stylized)."),
     content_weight: float = LookOption(D.content_weight, help="alpha: content loss weight."),
     style_weight: float = LookOption(D.style_weight, help="beta: style loss weight."),
     tv_weight: float = LookOption(D.tv_weight, help="Total variation weight (smoothness)."),
     content_layers: Optional[str] = LookOption(None, help="Comma-separated, e.g. conv4_2."),
-    style_layers: Optional[str] = LookOption(None, help="Comma-separated, e.g. "
-                                               "conv1_1,conv2_1,conv3_1,conv4_1,conv5_1."),
-    style_layer_weights: Optional[str] = LookOption(None, help="One weight per style layer, "
-                                                      "comma-separated (default: all 1)."),
-    style_blend: Optional[str] = LookOption(None, help="One weight per style image, "
-                                              "comma-separated, e.g. 0.7,0.3."),
+    style_layers: Optional[str] = LookOption(None,
+        help="Comma-separated, e.g. conv1_1,conv2_1,conv3_1,conv4_1,conv5_1."),
+    style_layer_weights: Optional[str] = LookOption(None,
+        help="One weight per style layer, comma-separated (default: all 1)."),
+    style_blend: Optional[str] = LookOption(None,
+        help="One weight per style image, comma-separated, e.g. 0.7,0.3."),
     pooling: str = LookOption(D.pooling, help="max | avg."),
-    preserve_colors: bool = LookOption(False, "--preserve-colors", help="Keep the content's colours."),
-    scales: int = OptimizerOption(D.scales, help="First frame: optimize at this many sizes, each x2."),
+    preserve_colors: bool = LookOption(False, "--preserve-colors", metavar=FLAG,
+        help="Keep the content's colours."),
+    scales: int = OptimizerOption(D.scales,
+        help="First frame: optimize at this many sizes, each x2."),
     optimizer: str = OptimizerOption(D.optimizer, help="lbfgs | adam."),
-    lr: Optional[float] = OptimizerOption(None, help="Step size (default: 1 for lbfgs, 0.02 for adam)."),
+    lr: Optional[float] = OptimizerOption(None,
+        help="Step size (default: 1 for lbfgs, 0.02 for adam)."),
     init: str = OptimizerOption(D.init, help="First frame starts from: content | noise."),
-    warm_start: str = VideoOption(D.warm_start, help="Frame t starts from: previous (frame "
-                                   "t-1's result) | flow (warped along the optical flow) | none."),
+    warm_start: str = VideoOption(D.warm_start,
+        help="Frame t starts from: previous (frame t-1's result) | flow (warped along the optical "
+             "flow) | none."),
     flow: str = VideoOption(D.flow, help="Optical flow: dis | farneback."),
-    temporal_weight: float = VideoOption(D.temporal_weight, help="Temporal loss weight "
-                                          "(with --warm-start flow; 0: off)."),
-    temporal_frames: Optional[str] = VideoOption(None, help="Frames back the temporal loss "
-                                                  "holds, e.g. 1,2,4 (long-term; default 1)."),
-    loop: bool = VideoOption(False, "--loop", help="Close the loop: the last frame leads into the first."),
+    temporal_weight: float = VideoOption(D.temporal_weight,
+        help="Temporal loss weight (with --warm-start flow; 0: off)."),
+    temporal_frames: Optional[str] = VideoOption(None,
+        help="Frames back the temporal loss holds, e.g. 1,2,4 (long-term; default 1)."),
+    loop: bool = VideoOption(False, "--loop", metavar=FLAG,
+        help="Close the loop: the last frame leads into the first."),
     device: str = HardwareOption(D.device, help="auto | cpu | cuda | cuda:N."),
-    precision: str = HardwareOption(D.precision, help="VGG passes in: auto (bf16 on a GPU, fp32 "
-                                  "on the CPU) | fp32 | bf16."),
-    cuda_graphs: bool = HardwareOption(D.cuda_graphs, help="On a GPU, replay each frame's "
-                                     "forward and backward as one CUDA graph."),
-    weights: str = HardwareOption(D.weights, help="imagenet | random | PATH to a VGG19 state dict "
-                                "(env: VSTYLE_WEIGHTS)."),
+    precision: str = HardwareOption(D.precision,
+        help="VGG passes in: auto (bf16 on a GPU, fp32 on the CPU) | fp32 | bf16."),
+    cuda_graphs: bool = HardwareOption(D.cuda_graphs, metavar=FLAG,
+        help="On a GPU, replay each frame's forward and backward as one CUDA graph."),
+    weights: str = HardwareOption(D.weights,
+        help="imagenet | random | PATH to a VGG19 state dict (env: VSTYLE_WEIGHTS)."),
     seed: int = OptimizerOption(D.seed, help="Random seed (noise init, random weights)."),
     max_frames: Optional[int] = OutputOption(None, help="Only the first N frames."),
-    fps: Optional[float] = OutputOption(None, help="Output frame rate (default: the input's; "
-                                        "folders: 10). A clip is resampled: frames dropped or "
-                                        "repeated, same length, sound kept."),
+    fps: Optional[float] = OutputOption(None,
+        help="Output frame rate (default: the input's; folders: 10). A clip is resampled: frames "
+             "dropped or repeated, same length, sound kept."),
     crf: int = OutputOption(D.crf, help="MP4 quality: 0 (lossless) .. 51, lower is better."),
-    gif_dither: str = OutputOption(D.gif_dither, help="GIF dithering: bayer | sierra2_4a | "
-                                   "floyd_steinberg | none."),
-    compare: bool = OutputOption(False, "--compare", help="Side by side: content | style | result."),
-    report: Optional[Path] = OutputOption(None, help="Write per-frame stats and the temporal "
-                                          "consistency figures to this JSON file."),
-    work_dir: Optional[Path] = ResumeOption(None, help="Where finished frames are kept for "
-                                            "resuming (default: beside the output)."),
-    keep_work: bool = ResumeOption(False, "--keep-work", help="Keep the work folder after success."),
-    restart: bool = ResumeOption(False, "--restart", help="Ignore an earlier interrupted run."),
-    quiet: bool = OutputOption(False, "-q", "--quiet", help="No progress bar."),
-    workers: Optional[int] = BatchOption(None, help="batch: inputs at once (default: one per "
-                                          "GPU, or one on the CPU; with --ray, as many as the "
-                                          "cluster takes)."),
-    ray: bool = BatchOption(False, "--ray", help="batch: run on Ray (local unless --ray-address)."),
+    gif_dither: str = OutputOption(D.gif_dither,
+        help="GIF dithering: bayer | sierra2_4a | floyd_steinberg | none."),
+    compare: bool = OutputOption(False, "--compare", metavar=FLAG,
+        help="Side by side: content | style | result."),
+    report: Optional[Path] = OutputOption(None,
+        help="Write per-frame stats and the temporal consistency figures to this JSON file."),
+    work_dir: Optional[Path] = ResumeOption(None,
+        help="Where finished frames are kept for resuming (default: beside the output)."),
+    keep_work: bool = ResumeOption(False, "--keep-work", metavar=FLAG,
+        help="Keep the work folder after success."),
+    restart: bool = ResumeOption(False, "--restart", metavar=FLAG,
+        help="Ignore an earlier interrupted run."),
+    quiet: bool = OutputOption(False, "-q", "--quiet", metavar=FLAG, help="No progress bar."),
+    workers: Optional[int] = BatchOption(None,
+        help="batch: inputs at once (default: one per GPU, or one on the CPU; with --ray, as many "
+             "as the cluster takes)."),
+    ray: bool = BatchOption(False, "--ray", metavar=FLAG,
+        help="batch: run on Ray (local unless --ray-address)."),
     ray_address: Optional[str] = BatchOption(None, help="batch: a Ray cluster's address."),
-    chunk_frames: Optional[int] = BatchOption(None, help="batch: split videos longer than this "
-                                               "into chunks stylized in parallel."),
+    chunk_frames: Optional[int] = BatchOption(None,
+        help="batch: split videos longer than this into chunks stylized in parallel."),
 ) -> None:
     """Stylize a video, GIF, image folder or image with a painting (Gatys neural style transfer,
     warm-started frame to frame).
@@ -188,6 +202,9 @@ def run_batch(inputs: list[Path], style: Path, outdir: Optional[Path], options: 
     from vstyle import batch
     if outdir is None:
         raise vstyle.VStyleError("vstyle batch needs -o OUTDIR: the folder for the outputs")
+    if outdir.suffix.lower() in OUTPUT_EXTS and not outdir.is_dir():
+        raise vstyle.VStyleError(f"vstyle batch -o {outdir}: -o is the folder the outputs go "
+                                 "in (each named after its input), not a file")
     expanded = batch.expand_inputs(inputs)
     progress = Progress(TextColumn("[bold]batch"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("jobs"), TimeElapsedColumn(), JobsEtaColumn(),

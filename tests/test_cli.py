@@ -150,6 +150,14 @@ def _(d: Path):
     return ["shots", "style.png", "-o", "out.gif"]
 
 
+@bad("folder of clips", "folder clips holds clips, not frames",
+     "`vstyle batch clips STYLE -o OUTDIR`, or pass one clip")
+def _(d: Path):
+    (d / "clips").mkdir()
+    shutil.copy(d / "clip.mp4", d / "clips" / "a.mp4")
+    return ["clips", "style.png", "-o", "out.gif"]
+
+
 @bad("unsupported output extension", "output out.xyz: .xyz is not supported", "use .gif, .mp4")
 def _(d: Path):
     return ["clip.mp4", "style.png", "-o", "out.xyz"]
@@ -263,6 +271,7 @@ for flag, value, message in [
         ("--content-weight", "-1", "--content-weight must be a finite number >= 0 (got -1.0)"),
         ("--fps", "0", "--fps must be a finite number > 0 (got 0.0)"),
         ("--max-frames", "0", "--max-frames must be at least 1 (got 0)"),
+        ("--content-layers", "", "--content-layers need at least one layer each"),
         ("--temporal-frames", "1,0", "--temporal-frames must be frame gaps of 1 or more"),
         ("--temporal-frames", "1,two", "--temporal-frames '1,two' is not a comma-separated list")]:
     bad(f"{flag} {value}", message)(
@@ -357,6 +366,12 @@ def test_batch_eta_is_the_rate_since_the_start():
     now[0] = 60.0
     progress.update(task, advance=3)  # two workers: three jobs done, close together, in 60 s
     assert column.render(progress.tasks[0]).plain == "eta 0:02:20"
+
+
+def test_batch_refuses_a_file_name_for_its_folder(clip, style, tmp_path):
+    result = run_cli("batch", clip, style, "-o", "out.gif", *FAST, cwd=tmp_path)
+    assert "vstyle batch -o out.gif: -o is the folder the outputs go in" in error_line(result)
+    assert not (tmp_path / "out.gif").exists()
 
 
 def test_batch_refuses_options_of_a_single_run(clip, style, tmp_path):

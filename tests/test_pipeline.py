@@ -198,8 +198,16 @@ def test_changed_options_start_fresh(clip, style, tmp_path):
     notices = []
     result = vstyle.stylize(clip, style, tmp_path / "b.gif", max_frames=2, work_dir=work,
                             on_event=lambda e: e.kind == "notice" and notices.append(e.message),
-                            **{**TINY, "style_weight": 10.0})
-    assert result.reused == 0 and notices and "starting fresh" in notices[0]
+                            keep_work=True, **{**TINY, "style_weight": 10.0})
+    assert result.reused == 0 and notices == [
+        "--style-weight changed since the last run: starting fresh"]  # says what changed
+    notices.clear()
+    iio.imwrite(tmp_path / "other.png", np.full((16, 16, 3), 90, np.uint8))
+    vstyle.stylize(clip, tmp_path / "other.png", tmp_path / "b.gif", max_frames=2, work_dir=work,
+                   keep_work=True, on_event=lambda e: e.kind == "notice" and
+                   notices.append(e.message), **{**TINY, "style_weight": 20.0})
+    assert notices == ["--style-weight, the style images changed since the last run: starting "
+                       "fresh"]
 
 
 @pytest.mark.parametrize("restart", [False, True])
@@ -336,6 +344,7 @@ def test_report_has_per_frame_stats_and_consistency(clip, style, tmp_path):
     report = tmp_path / "report.json"
     vstyle.stylize(clip, style, tmp_path / "out.gif", max_frames=4, report=report, **TINY)
     data = json.loads(report.read_text())
+    assert (data["input"], data["styles"]) == (str(clip), [str(style)])
     assert [f["frame"] for f in data["per_frame"]] == [1, 2, 3, 4]
     assert all(f["iterations"] >= 1 and f["seconds"] > 0 for f in data["per_frame"])
     c = data["consistency"]

@@ -284,6 +284,9 @@ def _open_folder(path: Path, fps: float) -> Source:
     files = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTS
                     and not p.name.startswith(".") and p.is_file()), key=natural_key)
     if not files:
+        if any(input_kind(p) in ("video", "animation") for p in path.iterdir()):
+            raise VStyleError(f"folder {path} holds clips, not frames: stylize them all with "
+                              f"`vstyle batch {path} STYLE -o OUTDIR`, or pass one clip")
         raise VStyleError(f"folder {path} has no images: put {', '.join(sorted(IMAGE_EXTS))} frames in it")
     size = _read_input_image(files[0]).shape[1::-1]
     return Source(path, "folder", len(files), size, Timing(fps, None), False, files)

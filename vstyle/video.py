@@ -126,7 +126,7 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
             if result.consistency is None:  # no flow during the run: measure it now
                 result.consistency = metrics.consistency(
                     source.frames(size), work.frames(source.n_frames), options.flow)
-            write_report(Path(report), result, options)
+            write_report(Path(report), result, options, source.path, style_paths)
         if not keep_work:
             work.remove()
         return result
@@ -497,8 +497,10 @@ def compare_frames(source: media.Source, styles: list[np.ndarray], size: tuple[i
     return frames
 
 
-def write_report(path: Path, result: RunResult, options: Options) -> None:
-    report = {"output": str(result.output), "frames": result.n_frames,
+def write_report(path: Path, result: RunResult, options: Options, input: Path,
+                 style_paths: list[Path]) -> None:
+    report = {"input": str(input), "styles": [str(p) for p in style_paths],
+              "output": str(result.output), "frames": result.n_frames,
               "seconds": round(result.seconds, 3), "reused_frames": result.reused,
               "seconds_per_frame": round(result.seconds / max(1, result.n_frames - result.reused), 4),
               "consistency": result.consistency, "options": options.result_key(),

@@ -36,6 +36,28 @@ def fingerprint(path: Path, files: list[Path] | None = None) -> str:
     return h.hexdigest()
 
 
+# what a manifest's entries are, for the line that says why a run starts fresh
+MANIFEST_NAMES = {"version": "vstyle's work folder version", "input": "the input",
+                  "input_fingerprint": "the input file", "start": "the first frame",
+                  "frames": "the number of frames", "fps": "--fps", "styles": "the style images",
+                  "frame_size": "the frame size"}
+
+
+def changes(old: dict, new: dict) -> str:
+    """What differs between two manifests, as a user would name it: options by their flags."""
+    names = []
+    for key in sorted(old.keys() | new.keys()):
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        if key == "options" and isinstance(a, dict) and isinstance(b, dict):
+            names += [f"--{o.replace('_', '-')}" for o in sorted(a.keys() | b.keys())
+                      if a.get(o) != b.get(o)]
+        else:
+            names.append(MANIFEST_NAMES.get(key, key))
+    return ", ".join(names) or "the run"
+
+
 def file_hash(path: Path) -> str:
     return hashlib.sha1(path.read_bytes()).hexdigest()
 
@@ -94,7 +116,8 @@ class WorkDir:
             old = self._read_manifest()
             if old is not None and (restart or old != manifest):
                 self.notice = ("--restart: starting fresh" if restart else
-                               "inputs or options changed since the last run: starting fresh")
+                               f"{changes(old, manifest)} changed since the last run: "
+                               "starting fresh")
                 self._clear()
             if not (path / "manifest.json").exists():
                 write_atomic(path / "manifest.json", json.dumps(manifest, indent=1).encode())
