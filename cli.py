@@ -62,8 +62,8 @@ def names(text: Optional[str], default: tuple[str, ...]) -> tuple[str, ...]:
 @app.command()
 def main_command(
     input: Path = typer.Argument(...,
-        help="Video (.mp4 .mov .mkv .webm .avi .m4v .mpg .ts .mts .flv .wmv ...), animated GIF or "
-             "WebP, folder of images, or one image."),
+        help="Video (.mp4 .mov .mkv .webm .avi .m4v .mpg .ts .mts .flv .wmv ...), animated GIF, "
+             "WebP or PNG, folder of images, or one image."),
     styles: List[Path] = typer.Argument(..., help="Style image(s): paintings."),
     output: Optional[Path] = OutputOption(None, "-o", "--output",
         help="Output: .gif, .mp4, .webp (animated, full colour), a folder (PNG frames), or "

@@ -650,12 +650,33 @@ def test_an_animated_webp_opens_as_an_animation(tmp_path, loop):
     assert media.default_output(source, [Path("s.jpg")]) == tmp_path / "in-s.webp"
 
 
+@pytest.mark.parametrize("default_image", [False, True])
+def test_an_animated_png_opens_as_an_animation(tmp_path, default_image):
+    frames = moving_square(4)
+    cover = np.zeros_like(frames[0])  # a still shown by viewers without APNG: not a frame
+    images = [Image.fromarray(f) for f in ([cover] if default_image else []) + frames]
+    path = tmp_path / "in.png"
+    durations = [20, 30, 50, 100]
+    images[0].save(path, save_all=True, append_images=images[1:], loop=2,  # plays twice
+                   duration=durations, default_image=default_image)
+    assert media.apng_info(path) == (4, durations, 1, int(default_image))
+    source = media.open_source(path)
+    assert (source.kind, source.n_frames, source.timing.durations_ms, source.timing.loop) == \
+        ("animation", 4, durations, 1)
+    assert all(np.array_equal(a, b) for a, b in zip(source.frames(), frames))
+    assert len(list(media.open_source(path, fps=20).frames())) == 4  # 200 ms at 20 fps
+    assert np.array_equal(next(source.window(2, 4).frames()), frames[2])
+
+
 def test_a_still_webp_is_an_image(tmp_path):
     path = tmp_path / "photo.webp"
     Image.fromarray(moving_square(1)[0]).save(path, quality=95)
     assert media.webp_info(path) == (1, [0], -1)
     source = media.open_source(path)
     assert (source.kind, source.n_frames) == ("image", 1)
+    Image.fromarray(moving_square(1)[0]).save(tmp_path / "photo.png")  # a PNG, the same
+    assert media.apng_info(tmp_path / "photo.png") == (1, [0], -1, 0)
+    assert media.open_source(tmp_path / "photo.png").kind == "image"
     assert media.default_output(source, [Path("s.jpg")]) == tmp_path / "photo-s.webp"
     out = tmp_path / "photo-s.webp"
     media.write_output(list(source.frames()), out, media.check_output(out, source), source.timing)

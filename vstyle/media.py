@@ -252,7 +252,7 @@ def open_source(path: str | Path, max_frames: int | None = None,
         source = _open_folder(path, fps or FOLDER_FPS)
     elif kind == "video":
         source = _open_video(path, max_frames, fps)
-    elif kind == "animation" or (kind == "image" and _is_animated_webp(path)):
+    elif kind == "animation" or (kind == "image" and _is_animated(path)):
         source = _open_animation(path, fps)
     elif kind == "image":
         size = _read_input_image(path).shape[1::-1]
@@ -411,18 +411,32 @@ def _decode_step(source: Source, reader: Iterator):
         raise _unreadable_video(source.path, error) from None
 
 
-def _is_animated_webp(path: Path) -> bool:
+# formats whose files may hold one image or an animation: (name, reader of their blocks)
+ANIMATED = {".gif": "GIF", ".webp": "WebP", ".png": "APNG"}
+
+
+def _is_animated(path: Path) -> bool:
+    """A .webp or .png holding an animation (APNG), found from its chunks."""
     try:
-        return path.suffix.lower() == ".webp" and webp_info(path)[0] > 1
-    except (OSError, ValueError):  # not a WebP: reading it as an image says so
+        return path.suffix.lower() in (".webp", ".png") and _animation_info(path)[0] > 1
+    except (OSError, ValueError):  # not what its name says: reading it as an image says so
         return False
 
 
+def _animation_info(path: Path) -> tuple[int, list[int], int, int]:
+    """(n_frames, durations_ms, loop, first): from the file's blocks, nothing decoded. `first`
+    is Pillow's index of frame 1 (an APNG may carry a still image before its animation)."""
+    suffix = path.suffix.lower()
+    if suffix == ".gif":
+        return (*gif_info(path)[:3], 0)
+    return (*webp_info(path), 0) if suffix == ".webp" else apng_info(path)
+
+
 def _open_animation(path: Path, fps: float | None = None) -> Source:
-    """A GIF or an animated WebP: its frames' durations and loop flag, read from its blocks."""
-    name = "GIF" if path.suffix.lower() == ".gif" else "WebP"
+    """A GIF, an animated WebP or an APNG: its frames' durations and loop flag."""
+    name = ANIMATED[path.suffix.lower()]
     try:
-        n, durations, loop = gif_info(path)[:3] if name == "GIF" else webp_info(path)
+        n, durations, loop, first = _animation_info(path)
         with Image.open(path) as image:
             size = image.size
     except (OSError, ValueError) as error:
@@ -432,12 +446,11 @@ def _open_animation(path: Path, fps: float | None = None) -> Source:
         raise VStyleError(f"{name} {path} has no frames: re-export it")
     # Browsers play delays of 0 and 10 ms at 100 ms; keep the clip's look as people know it.
     durations = [d if d > 10 else 100 for d in durations]
-    if fps:
-        picks = gif_picks(durations, fps)
-        return Source(path, "animation", len(picks), size, Timing(fps, None, loop), False,
-                      picks=picks)
-    return Source(path, "animation", n, size, Timing(1000 * n / sum(durations), durations, loop),
-                  False)
+    shown = gif_picks(durations, fps) if fps else range(n)
+    picks = [first + i for i in shown] if fps or first else None
+    timing = Timing(fps, None, loop) if fps else \
+        Timing(1000 * n / sum(durations), durations, loop)
+    return Source(path, "animation", len(shown), size, timing, False, picks=picks)
 
 
 def gif_picks(durations_ms: list[int], fps: float) -> list[int]:
@@ -535,6 +548,31 @@ def webp_info(path: str | Path) -> tuple[int, list[int], int]:
     if not durations:  # a still: one image chunk
         return 1, [0], -1
     return len(durations), durations, -1 if plays == 1 else max(plays - 1, 0)
+
+
+def apng_info(path: str | Path) -> tuple[int, list[int], int, int]:
+    """(n_frames, durations_ms, loop, first) of a PNG, read from its chunks, not decoded; loop
+    as for a GIF (APNG counts plays, like WebP). `first` is 1 where the file's still image
+    (IDAT before the first frame control) is not part of the animation, which Pillow counts as
+    frame 0 and browsers do not show. A plain PNG is one frame."""
+    data = Path(path).read_bytes()
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("no PNG signature")
+    durations, plays, first, pos = [], None, 0, 8
+    while pos + 8 <= len(data):
+        size, chunk = int.from_bytes(data[pos:pos + 4], "big"), data[pos + 4:pos + 8]
+        body = data[pos + 8:pos + 8 + size]
+        if chunk == b"acTL" and size >= 8:
+            plays = int.from_bytes(body[4:8], "big")
+        elif chunk == b"fcTL" and size >= 26:
+            num, den = int.from_bytes(body[20:22], "big"), int.from_bytes(body[22:24], "big")
+            durations.append(round(1000 * num / (den or 100)))  # a 0 denominator means 1/100 s
+        elif chunk == b"IDAT" and plays is not None and not durations:
+            first = 1
+        pos += 12 + size  # length, type, data, CRC
+    if plays is None or not durations:
+        return 1, [0], -1, 0
+    return len(durations), durations, -1 if plays == 1 else max(plays - 1, 0), first
 
 
 def _delays(timing: Timing, n: int, tick_ms: int) -> list[int]:
