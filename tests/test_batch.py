@@ -49,6 +49,15 @@ def test_batch_one_bad_input_does_not_stop_the_others(three_clips, style, tmp_pa
     assert again.returncode == 1 and again.stderr.count("│ skipped") == 2
 
 
+def test_a_long_webp_fails_at_planning_not_after_its_chunks(style, tmp_path, monkeypatch):
+    monkeypatch.setattr(media, "WEBP_MAX_BYTES", 100)
+    clip = tmp_path / "long.webp"  # batch writes an input's own kind: a WebP
+    media.write_output(frames(6), clip, "webp", media.Timing(10.0, None))
+    outcomes, jobs = plan([clip], [style], tmp_path / "out", TINY, chunk_frames=3)
+    assert jobs == [] and outcomes[0].status == "failed"
+    assert "too many for a WebP" in outcomes[0].error
+
+
 def test_batch_redoes_an_output_whose_options_changed(style, tmp_path):
     clips = tmp_path / "clips"
     clips.mkdir()

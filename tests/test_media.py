@@ -683,6 +683,14 @@ def test_a_still_webp_is_an_image(tmp_path):
     assert media.open_source(out).kind == "image"  # a still stays a still
 
 
+def test_a_webp_too_long_to_encode_in_memory_is_refused_up_front(tmp_path, monkeypatch):
+    clip = media.open_source(write_video(tmp_path / "clip.mp4", moving_square(6), fps=10))
+    assert media.check_output(tmp_path / "a.webp", clip, frame_size=(48, 32)) == "webp"
+    monkeypatch.setattr(media, "WEBP_MAX_BYTES", 6 * 48 * 32 * 4 - 1)
+    with pytest.raises(VStyleError, match="6 frames at 48x32 are too many for a WebP.*write .mp4"):
+        media.check_output(tmp_path / "a.webp", clip, frame_size=(48, 32))
+
+
 def test_webp_is_smaller_than_a_gif_of_the_same_clip(tmp_path):
     frames = [cv2.GaussianBlur(f, (0, 0), 1.0) for f in moving_square(8, 96, 64)]
     media.write_output(frames, tmp_path / "a.gif", "gif", Timing(10.0, None))

@@ -30,7 +30,8 @@ import numpy as np
 from . import media
 from .errors import VStyleError
 from .options import Options
-from .video import WORK_SUFFIX, Interrupted, audio_for, default_work_dir, manifest, stylize
+from .video import (WORK_SUFFIX, Interrupted, audio_for, default_work_dir, manifest, stylize,
+                    written_size)
 from .workdir import file_hash, fingerprint, read_frame, remove_idle, write_atomic
 
 OVERLAP = 8  # frames a chunk starts early (and fades in over)
@@ -151,7 +152,8 @@ def failure(error: Exception) -> str:
 def join_chunks(output: Path, chunks: list[Job], options: Options) -> int:
     """Encode the kept frames of every chunk, in order, into output (with the source's audio)."""
     source = chunks[0].source  # planning probed it
-    kind = media.check_output(output, source)
+    size = written_size(media.fit_size(source.size, options.size), options)
+    kind = media.check_output(output, source, frame_size=size)
     for job in chunks:  # all there: another batch may have removed one meanwhile
         have = len(list(job.output.iterdir())) if job.output.is_dir() else 0
         if have != job.frame_range[1] - job.frame_range[0]:
@@ -226,6 +228,9 @@ def plan(inputs: list[Path], styles: list[Path], outdir: Path, options: Options,
             continue
         try:
             source = media.open_source(input, options.max_frames, options.fps)
+            # found now, not when the chunks are joined
+            media.check_output(output, source, styles,
+                               written_size(media.fit_size(source.size, options.size), options))
         except VStyleError as e:
             outcome.status, outcome.error = "failed", str(e)
             continue

@@ -44,6 +44,9 @@ LARGE_GIF_BYTES = 20 * 1024 * 1024
 # libwebp's lossy quality (0-100). At 90, real footage came out a quarter of a GIF's size and
 # as close to the frames (bench/formats.py); 95 was 1.5x larger for +2 dB.
 WEBP_QUALITY = 90
+# Pillow encodes an animated WebP from all its frames at once (4 bytes a pixel): 4 GiB is
+# ~7,000 frames at 512x288, ~500 at 1920x1080
+WEBP_MAX_BYTES = 4 * 2**30
 GIF_DITHER = {"bayer": "bayer:bayer_scale=5", "sierra2_4a": "sierra2_4a",
               "floyd_steinberg": "floyd_steinberg", "none": "none"}
 # mp4 holds these audio codecs as they are; anything else (pcm, vorbis...) is re-encoded to AAC.
@@ -651,15 +654,21 @@ def output_name(path: Path, kind: str, style_paths: list[Path], folder: Path) ->
     return folder / f"{stem}-{styles}{suffix}"
 
 
-def check_output(output: Path, source: Source, style_paths: Sequence[Path] = ()) -> str:
+def check_output(output: Path, source: Source, style_paths: Sequence[Path] = (),
+                 frame_size: tuple[int, int] | None = None) -> str:
     """Refuse an output that would fail at the end of a long run, or overwrite the input or a
-    style image; return its kind."""
+    style image; return its kind. frame_size: the written frames' (w, h), where known."""
     output = Path(output)
     kind = output_kind(output)
     if kind == "image" and source.n_frames > 1:
         raise VStyleError(f"output {output} is a still image but the input has {source.n_frames} "
                           "frames: write .gif, .mp4 or a folder (or add --max-frames 1 to try "
                           "the look on the first frame)")
+    if kind == "webp" and frame_size and \
+            source.n_frames * frame_size[0] * frame_size[1] * 4 > WEBP_MAX_BYTES:
+        raise VStyleError(f"output {output}: {source.n_frames} frames at {frame_size[0]}x"
+                          f"{frame_size[1]} are too many for a WebP, which is encoded in memory: "
+                          "write .mp4, or make it shorter with --max-frames or --fps")
     check_not_overwriting(output, "output", source, style_paths)
     if kind == "folder":
         _check_folder_target(output)

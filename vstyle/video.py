@@ -85,8 +85,8 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
         check_report(Path(report), output, source, style_paths)
     if work_dir is not None:
         check_work_dir(Path(work_dir), output, report)
-    kind = media.check_output(output, source, style_paths)  # before the work: makes its folder
     size = media.fit_size(source.size, options.size)
+    kind = media.check_output(output, source, style_paths, written_size(size, options))
 
     work = WorkDir(Path(work_dir) if work_dir else default_work_dir(output),
                    manifest(source, style_paths, options, size), restart)
@@ -130,6 +130,11 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
         if not keep_work:
             work.remove()
         return result
+
+
+def written_size(size: tuple[int, int], options: Options) -> tuple[int, int]:
+    """The output's frame size: the frames', three panels wide with --compare."""
+    return (3 * size[0], size[1]) if options.compare else size
 
 
 def check_report(path: Path, output: Path, source: media.Source,
