@@ -203,7 +203,7 @@ def _(d: Path):
 
 
 @bad("still output for a clip", "out.png is a still image but the input has 8 frames",
-     "write .gif, .mp4 or a folder (or add --max-frames 1 to try the look on the first frame)")
+     "write .gif, .webp, .mp4 or a folder (or add --max-frames 1 to try the look on the first frame)")
 def _(d: Path):
     return ["clip.mp4", "style.png", "-o", "out.png"]
 
@@ -286,6 +286,7 @@ def run_in_process(args, cwd: Path, monkeypatch, capsys) -> subprocess.Completed
     monkeypatch.setattr(sys, "argv", ["vstyle", *map(str, args)])
     monkeypatch.setattr(cli.signal, "signal", lambda *a: None)  # leave pytest's handlers
     monkeypatch.setattr(cli.warnings, "showwarning", cli.warnings.showwarning)  # restored after
+    monkeypatch.setattr(cli, "BATCH", False)  # main() sets it for `vstyle batch`
     capsys.readouterr()
     code = 0
     try:

@@ -103,6 +103,11 @@ def test_fps_resamples_a_gif_by_the_frame_on_screen():
     assert media.gif_picks([100, 300, 100], fps=10) == [0, 1, 1, 1, 2]
     assert media.gif_picks([50, 50], fps=20) == [0, 1]
     assert media.gif_picks([20] * 10, fps=10) == [0, 5]
+    # a 24 fps GIF (delays of 40 and 50 ms, on its 10 ms clock) at its own rate: every frame once
+    delays = [10 * d for d in media._gif_delays(Timing(24.0, None), 24)]
+    assert set(delays) == {40, 50} and media.gif_picks(delays, fps=24) == list(range(24))
+    # and a 12 fps WebP (83 and 84 ms, on its 1 ms clock)
+    assert media.gif_picks(media._delays(Timing(12.0, None), 12, 1), fps=12) == list(range(12))
 
 
 def test_fps_resampled_gif_plays_as_long(tmp_path):
@@ -502,6 +507,8 @@ def test_style_images_load_as_rgb(tmp_path, mode):
     (np.full((4, 4), 77, np.uint8), (77, 77, 77)),  # grey
     (np.full((4, 4, 4), (200, 10, 10, 0), np.uint8), (255, 255, 255)),  # transparent: white
     (np.full((4, 4, 3), 0.5, np.float32), (128, 128, 128)),  # fractions of 1
+    (np.pad(np.full((3, 4, 3), 0.5), ((0, 1), (0, 0), (0, 0)), constant_values=1.02),
+     (128, 128, 128)),  # still fractions: a resize overshoots 1 a little
     (np.full((4, 4, 3), 128.0), (128, 128, 128)),  # floats in levels
     (np.full((4, 4, 1), 32896, np.uint16), (128, 128, 128)),  # 16-bit
 ])
@@ -628,7 +635,7 @@ def test_webp_keeps_each_duration_the_loop_and_the_colours(tmp_path):
     assert sum(webp_info(out)[1]) == 500 and set(webp_info(out)[1]) == {41, 42}
 
 
-@pytest.mark.parametrize("gif_loop, plays", [(-1, 1), (3, 4)])
+@pytest.mark.parametrize("gif_loop, plays", [(-1, 1), (3, 4), (65535, 65535)])
 def test_webp_counts_plays_where_a_gif_counts_repeats(tmp_path, gif_loop, plays):
     out = tmp_path / "out.webp"
     media.write_output(moving_square(3), out, "webp", Timing(10.0, None, loop=gif_loop))
@@ -660,12 +667,25 @@ def test_an_animated_png_opens_as_an_animation(tmp_path, default_image):
     images[0].save(path, save_all=True, append_images=images[1:], loop=2,  # plays twice
                    duration=durations, default_image=default_image)
     assert media.apng_info(path) == (4, durations, 1, int(default_image))
+    assert media.input_kind(path) == "animation"  # by its chunks (batch names outputs by it)
+    apng = path.rename(tmp_path / "in.apng")
+    assert media.open_source(apng).n_frames == 4
+    path = apng.rename(path)
     source = media.open_source(path)
     assert (source.kind, source.n_frames, source.timing.durations_ms, source.timing.loop) == \
         ("animation", 4, durations, 1)
     assert all(np.array_equal(a, b) for a, b in zip(source.frames(), frames))
     assert len(list(media.open_source(path, fps=20).frames())) == 4  # 200 ms at 20 fps
     assert np.array_equal(next(source.window(2, 4).frames()), frames[2])
+
+
+def test_play_counts_beyond_a_gifs_16_bits_are_kept_as_its_most(tmp_path):
+    images = [Image.fromarray(f) for f in moving_square(2)]
+    images[0].save(tmp_path / "a.png", save_all=True, append_images=images[1:], loop=100000)
+    source = media.open_source(tmp_path / "a.png")
+    assert source.timing.loop == 65535
+    media.write_output(list(source.frames()), tmp_path / "a.gif", "gif", source.timing)
+    assert media.gif_info(tmp_path / "a.gif")[2] == 65535
 
 
 def test_a_still_webp_is_an_image(tmp_path):
@@ -729,7 +749,7 @@ def test_check_output(tmp_path):
     assert sorted(p.name for p in (tmp_path / "new" / "deeper").iterdir()) == []  # probe removed
     with pytest.raises(VStyleError, match="is the input itself"):
         media.check_output(tmp_path / "." / "clip.mp4", source)
-    with pytest.raises(VStyleError, match=r"still image.*\.gif, \.mp4 or a folder"):
+    with pytest.raises(VStyleError, match=r"still image.*\.gif, \.webp, \.mp4 or a folder"):
         media.check_output(tmp_path / "out.png", source)
     with pytest.raises(VStyleError, match="not supported"):
         media.check_output(tmp_path / "out.mkv", source)

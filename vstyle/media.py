@@ -36,7 +36,7 @@ from .errors import VStyleError, VStyleWarning
 # what ffmpeg decodes: phones, cameras (.mts/.m2ts: AVCHD), broadcast (.ts), older web video
 VIDEO_EXTS = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".mts",
               ".m2ts", ".flv", ".wmv", ".3gp", ".ogv"}
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+IMAGE_EXTS = {".png", ".apng", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 OUTPUT_EXTS = {".gif": "gif", ".mp4": "mp4", ".webp": "webp", ".png": "image", ".jpg": "image",
                ".jpeg": "image"}
 FOLDER_FPS = 10.0  # folders and stills carry no timing of their own
@@ -86,7 +86,7 @@ class Timing:
 @dataclass
 class Source:
     path: Path
-    kind: str  # "video" | "animation" (GIF, animated WebP) | "folder" | "image"
+    kind: str  # "video" | "animation" (GIF, animated WebP or PNG) | "folder" | "image"
     n_frames: int  # exact count, already capped by max_frames
     size: tuple[int, int]  # (width, height) of the source frames (folder: the first image's)
     timing: Timing
@@ -128,8 +128,9 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
 
 
 def _levels(values: np.ndarray, sixteen_bit: bool = False) -> np.ndarray:
-    """Numbers as 0-255 levels, by their range: floats up to 1 are fractions, values above
-    255 are 16-bit (0-65535), anything else is already in levels."""
+    """Numbers as 0-255 levels, by their range: floats up to 2 are fractions of 1 (a filter or
+    a resize overshoots 1 a little; no image in levels peaks that low), values above 255 are
+    16-bit (0-65535), anything else is already in levels."""
     floats = np.issubdtype(values.dtype, np.floating)
     values = values.astype(np.float64)
     if not np.isfinite(values).all():
@@ -137,7 +138,7 @@ def _levels(values: np.ndarray, sixteen_bit: bool = False) -> np.ndarray:
     top = values.max(initial=0)
     if sixteen_bit or top > 255:
         values = values / 257
-    elif floats and top <= 1:
+    elif floats and top <= 2:
         values = values * 255
     return np.clip(values + 0.5, 0, 255).astype(np.uint8)
 
@@ -255,7 +256,7 @@ def open_source(path: str | Path, max_frames: int | None = None,
         source = _open_folder(path, fps or FOLDER_FPS)
     elif kind == "video":
         source = _open_video(path, max_frames, fps)
-    elif kind == "animation" or (kind == "image" and _is_animated(path)):
+    elif kind == "animation":
         source = _open_animation(path, fps)
     elif kind == "image":
         size = _read_input_image(path).shape[1::-1]
@@ -269,23 +270,31 @@ def open_source(path: str | Path, max_frames: int | None = None,
 
 
 def input_kind(path: Path) -> str | None:
-    """What an input is by its name (nothing is decoded): "folder", "video", "animation" (a
-    GIF), "image" (a .webp too: open_source finds out whether it is animated), or None where
+    """What an input is, by its name and, for a WebP or PNG, its chunks (no pixels decoded):
+    "folder", "video", "animation" (a GIF, an animated WebP or PNG), "image", or None where
     the extension is not one vstyle reads."""
     if path.is_dir():
         return "folder"
     suffix = path.suffix.lower()
-    return "video" if suffix in VIDEO_EXTS else "animation" if suffix == ".gif" else \
-        "image" if suffix in IMAGE_EXTS else None
+    if suffix in VIDEO_EXTS:
+        return "video"
+    if suffix == ".gif" or (suffix in ANIMATED and _is_animated(path)):
+        return "animation"
+    return "image" if suffix in IMAGE_EXTS else None
 
 
 def _read_input_image(path: Path) -> np.ndarray:
     return _read_image(path, "input image {path} cannot be read ({why}): re-save it as .png or .jpg")
 
 
+def folder_images(path: Path) -> list[Path]:
+    """A folder's frames: its images in natural order (hidden files left out)."""
+    return sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTS
+                   and not p.name.startswith(".") and p.is_file()), key=natural_key)
+
+
 def _open_folder(path: Path, fps: float) -> Source:
-    files = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTS
-                    and not p.name.startswith(".") and p.is_file()), key=natural_key)
+    files = folder_images(path)
     if not files:
         if any(input_kind(p) in ("video", "animation") for p in path.iterdir()):
             raise VStyleError(f"folder {path} holds clips, not frames: stylize them all with "
@@ -414,14 +423,14 @@ def _decode_step(source: Source, reader: Iterator):
         raise _unreadable_video(source.path, error) from None
 
 
-# formats whose files may hold one image or an animation: (name, reader of their blocks)
-ANIMATED = {".gif": "GIF", ".webp": "WebP", ".png": "APNG"}
+# files that may hold an animation, and what to call them in messages
+ANIMATED = {".gif": "GIF", ".webp": "WebP", ".png": "APNG", ".apng": "APNG"}
 
 
 def _is_animated(path: Path) -> bool:
-    """A .webp or .png holding an animation (APNG), found from its chunks."""
+    """A file holding more than one frame, found from its chunks."""
     try:
-        return path.suffix.lower() in (".webp", ".png") and _animation_info(path)[0] > 1
+        return _animation_info(path)[0] > 1
     except (OSError, ValueError):  # not what its name says: reading it as an image says so
         return False
 
@@ -429,10 +438,10 @@ def _is_animated(path: Path) -> bool:
 def _animation_info(path: Path) -> tuple[int, list[int], int, int]:
     """(n_frames, durations_ms, loop, first): from the file's blocks, nothing decoded. `first`
     is Pillow's index of frame 1 (an APNG may carry a still image before its animation)."""
-    suffix = path.suffix.lower()
-    if suffix == ".gif":
+    name = ANIMATED[path.suffix.lower()]
+    if name == "GIF":
         return (*gif_info(path)[:3], 0)
-    return (*webp_info(path), 0) if suffix == ".webp" else apng_info(path)
+    return (*webp_info(path), 0) if name == "WebP" else apng_info(path)
 
 
 def _open_animation(path: Path, fps: float | None = None) -> Source:
@@ -456,12 +465,18 @@ def _open_animation(path: Path, fps: float | None = None) -> Source:
     return Source(path, "animation", len(shown), size, timing, False, picks=picks)
 
 
+# An animation's frames start on its format's clock (a GIF's: 10 ms), rounded: at 24 fps a
+# frame meant for 125 ms starts at 130. Looked up by time, a frame counts as started this
+# much early, or such a clip resampled at its own rate would repeat some frames and drop others.
+START_SLACK_MS = 5.0
+
+
 def gif_picks(durations_ms: list[int], fps: float) -> list[int]:
-    """The frame on screen at each time k / fps over an animation's length (frames repeat where the
-    rate is above the GIF's, or where a frame holds)."""
+    """The frame on screen at each time k / fps over an animation's length (frames repeat where
+    the rate is above the animation's, or where a frame holds)."""
     starts = list(accumulate(durations_ms, initial=0))[:-1]
     n = max(1, round(sum(durations_ms) * fps / 1000))
-    return [bisect_right(starts, 1000 * k / fps + 1e-6) - 1 for k in range(n)]
+    return [bisect_right(starts, 1000 * k / fps + START_SLACK_MS) - 1 for k in range(n)]
 
 
 def _animation_frames(source: Source) -> Iterator[np.ndarray]:
@@ -550,7 +565,7 @@ def webp_info(path: str | Path) -> tuple[int, list[int], int]:
         pos += 8 + size + (size & 1)  # chunks are padded to an even size
     if not durations:  # a still: one image chunk
         return 1, [0], -1
-    return len(durations), durations, -1 if plays == 1 else max(plays - 1, 0)
+    return len(durations), durations, _repeats(plays)
 
 
 def apng_info(path: str | Path) -> tuple[int, list[int], int, int]:
@@ -575,7 +590,13 @@ def apng_info(path: str | Path) -> tuple[int, list[int], int, int]:
         pos += 12 + size  # length, type, data, CRC
     if plays is None or not durations:
         return 1, [0], -1, 0
-    return len(durations), durations, -1 if plays == 1 else max(plays - 1, 0), first
+    return len(durations), durations, _repeats(plays), first
+
+
+def _repeats(plays: int) -> int:
+    """A play count (WebP, APNG: 0 = forever) as a GIF's loop flag (ffmpeg's -loop: 0 =
+    forever, -1 = plays once, N = N repeats, at most 65535)."""
+    return -1 if plays == 1 else min(max(plays - 1, 0), 65535)
 
 
 def _delays(timing: Timing, n: int, tick_ms: int) -> list[int]:
@@ -662,8 +683,8 @@ def check_output(output: Path, source: Source, style_paths: Sequence[Path] = (),
     kind = output_kind(output)
     if kind == "image" and source.n_frames > 1:
         raise VStyleError(f"output {output} is a still image but the input has {source.n_frames} "
-                          "frames: write .gif, .mp4 or a folder (or add --max-frames 1 to try "
-                          "the look on the first frame)")
+                          "frames: write .gif, .webp, .mp4 or a folder (or add --max-frames 1 to "
+                          "try the look on the first frame)")
     if kind == "webp" and frame_size and \
             source.n_frames * frame_size[0] * frame_size[1] * 4 > WEBP_MAX_BYTES:
         raise VStyleError(f"output {output}: {source.n_frames} frames at {frame_size[0]}x"
@@ -828,7 +849,8 @@ def _write_webp(frames: Callable[[], Iterable[np.ndarray]], out: Path, timing: T
     flag carries over: WebP counts plays (0: forever), a GIF's loop block repeats."""
     _, it = _first(frames())
     images = [Image.fromarray(frame) for frame in it]  # Pillow takes the whole animation at once
-    loop = 1 if timing.loop < 0 else timing.loop + (timing.loop > 0)  # webp_info's inverse
+    # _repeats' inverse; WebP counts plays in 16 bits
+    loop = 1 if timing.loop < 0 else min(timing.loop + (timing.loop > 0), 65535)
     images[0].save(out, format="WEBP", save_all=True, append_images=images[1:],
                    duration=_delays(timing, len(images), 1), loop=loop, quality=WEBP_QUALITY,
                    method=4)
