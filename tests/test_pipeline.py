@@ -288,20 +288,37 @@ def test_fps_stylizes_fewer_frames_and_keeps_length_and_sound(style, tmp_path):
     assert again.reused == 0 and again.n_frames == 2
 
 
-def test_a_repeated_picture_is_copied_not_painted_again(style, tmp_path):
+def test_a_repeated_picture_is_copied_not_painted_again(style, tmp_path, monkeypatch):
     # a held frame in a folder (or a GIF), and every other frame at twice a clip's rate
     folder = tmp_path / "shots"
     folder.mkdir()
     a, b, c = frames(3)
     for i, image in enumerate([a, b, b, c]):
         iio.imwrite(folder / f"{i}.png", image)
+    flows = []
+    warp = FlowEstimator.warp
+    monkeypatch.setattr(FlowEstimator, "warp", lambda *args: flows.append(1) or warp(*args))
     result = vstyle.stylize(folder, style, tmp_path / "out", **TINY)
     assert [f["iterations"] > 0 for f in result.frames] == [True, True, False, True]
     assert [f.get("repeat", False) for f in result.frames] == [False, False, True, False]
+    assert len(flows) == 2  # none for the copy
     assert result.frames[2]["loss"] == result.frames[1]["loss"]  # no NaN in the report
     out = [media.load_image(p) for p in sorted((tmp_path / "out").iterdir())]
     assert np.array_equal(out[1], out[2]) and not np.array_equal(out[2], out[3])
-    assert result.frames[2]["warping_error"] == 0
+    assert result.frames[2]["warping_error"] == result.frames[2]["input_warping_error"] == 0
+
+    # resumed right before the copy: it still repeats frame 2's numbers
+    def stop_after_two(event):
+        if event.kind == "frame" and event.stats is not None and event.frame == 2:
+            raise KeyboardInterrupt
+    work, report = tmp_path / "work", tmp_path / "report.json"
+    with pytest.raises(vstyle.Interrupted):
+        vstyle.stylize(folder, style, tmp_path / "again", work_dir=work, on_event=stop_after_two,
+                       **TINY)
+    resumed = vstyle.stylize(folder, style, tmp_path / "again", work_dir=work, report=report,
+                             **TINY)
+    assert resumed.reused == 2 and resumed.frames[2]["loss"] == resumed.frames[1]["loss"]
+    assert "NaN" not in report.read_text()
 
     clip = write_mp4(tmp_path / "v.mp4", frames(3))  # 12 fps
     doubled = vstyle.stylize(clip, style, tmp_path / "x2.gif", fps=24, **TINY)

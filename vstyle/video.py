@@ -221,7 +221,7 @@ def stylize_frames(frames: Iterator[Prepared], n: int, style_images: list[np.nda
     keep = max(gaps)
     recent: dict[int, np.ndarray] = {}  # frame index -> result, for the last `keep` frames
     first_result = None
-    last: FrameStats | None = None  # of the last frame stylized in this run
+    last = FrameStats()  # of frame t-1, whose numbers a copied frame repeats
     saver, saving = ThreadPoolExecutor(max_workers=1), None
     try:
         for t, frame in enumerate(chain([first], frames)):
@@ -233,14 +233,14 @@ def stylize_frames(frames: Iterator[Prepared], n: int, style_images: list[np.nda
                     recent[t] = work.load(t)
                 if t == 0 and options.loop:
                     first_result = recent[0] if 0 in recent else work.load(0)
+                if t == work.done - 1:
+                    last = finished_stats(work, t)
                 continue
             emit(Event("frame", frame=t + 1, n_frames=n))
-            copy = frame.repeat and frame.loop_warp is None
-            if copy:
+            if frame.repeat:
                 # the same picture gets the same painting: a held frame, or --fps above the
                 # clip's rate; painted again it would differ a little, and cost a frame's time
-                image = recent[t - 1]
-                stats = replace(last or FrameStats(), iterations=0, seconds=0.0)
+                image, stats = recent[t - 1], replace(last, iterations=0, seconds=0.0)
             else:
                 earlier = {j: recent[t - j] for j in gaps if t - j in recent}
                 result, stats = stylize_one(t, n, frame, stylizer, earlier, first_result,
@@ -251,7 +251,7 @@ def stylize_frames(frames: Iterator[Prepared], n: int, style_images: list[np.nda
             if saving is not None:
                 saving.result()
             last = stats
-            record = {**asdict(stats), **({"repeat": True} if copy else {})}
+            record = {**asdict(stats), **({"repeat": True} if frame.repeat else {})}
             saving = saver.submit(save_frame, work, t, image, record, frame, recent.get(t - 1))
             emit(Event("frame", frame=t + 1, n_frames=n, stats=stats))
             recent[t] = image
@@ -262,6 +262,14 @@ def stylize_frames(frames: Iterator[Prepared], n: int, style_images: list[np.nda
             saving.result()
     finally:
         saver.shutdown(wait=True)
+
+
+def finished_stats(work: WorkDir, t: int) -> FrameStats:
+    """What the optimizer did for frame t, finished in an earlier run, as its record says."""
+    records = work.stats(t + 1)
+    record = records[-1] if records and records[-1]["frame"] == t + 1 else {}
+    return FrameStats(**{k: record[k] for k in ("iterations", "seconds", "loss", "parts")
+                         if k in record})
 
 
 def stylize_one(t: int, n: int, frame: Prepared, stylizer: Stylizer,
@@ -289,9 +297,11 @@ def stylize_one(t: int, n: int, frame: Prepared, stylizer: Stylizer,
 def save_frame(work: WorkDir, t: int, image: np.ndarray, record: dict, frame: Prepared,
                previous: np.ndarray | None) -> None:
     """Write frame t to the work folder with its stats, and (with a flow warm start) the
-    output's and the input's warping error t-1 -> t, which come almost free with the warp."""
-    if 1 in frame.warps:
-        record["warping_error"] = metrics.pair_error(frame.warps[1], previous, image)
+    output's and the input's warping error t-1 -> t, which come almost free with the warp
+    (none between a copied frame and the one it repeats)."""
+    if frame.input_error is not None:
+        record["warping_error"] = 0.0 if frame.repeat else \
+            metrics.pair_error(frame.warps[1], previous, image)
         record["input_warping_error"] = frame.input_error
     work.save(t, image, record)
 
@@ -398,7 +408,7 @@ class Prepared:
     warps: dict[int, Warp] = field(default_factory=dict)  # from frame t-j, keyed by j
     input_error: float | None = None  # the input's own warping error t-1 -> t (the floor)
     loop_warp: Warp | None = None  # frame 1 -> t, on the last frames of a --loop run
-    repeat: bool = False  # the same pixels as frame t-1
+    repeat: bool = False  # the same pixels as frame t-1 (and no loop target): its painting too
 
 
 def prepare(frames: Iterable[np.ndarray], n: int, options: Options, done: int = 0
@@ -412,14 +422,18 @@ def prepare(frames: Iterable[np.ndarray], n: int, options: Options, done: int = 
     history: deque[np.ndarray] = deque(maxlen=max(gaps))  # the frames before, newest last
     first = None
     for t, frame in enumerate(frames):
-        item = Prepared(frame, repeat=bool(history) and np.array_equal(frame, history[-1]))
-        if t >= done and flow:
+        item = Prepared(frame)
+        if t >= done and options.loop and t > 0 and t >= n - loop_frames(n):
+            item.loop_warp = estimator.warp(first, frame)
+        item.repeat = bool(history) and item.loop_warp is None and \
+            np.array_equal(frame, history[-1])
+        if t >= done and flow and item.repeat:
+            item.input_error = 0.0  # no motion: no flow to compute
+        elif t >= done and flow:
             item.warps = {j: estimator.warp(history[-j], frame) for j in gaps
                           if j <= len(history)}
             if 1 in item.warps:
                 item.input_error = metrics.pair_error(item.warps[1], history[-1], frame)
-        if t >= done and options.loop and t > 0 and t >= n - loop_frames(n):
-            item.loop_warp = estimator.warp(first, frame)
         yield item
         history.append(frame)
         if t == 0:
