@@ -12,6 +12,7 @@ import time
 import imageio.v3 as iio
 import imageio_ffmpeg
 import pytest
+from PIL import Image
 
 from conftest import FAST, ROOT, frames, run_cli, with_audio, write_gif, write_mp4
 from vstyle import media
@@ -71,10 +72,33 @@ def test_batch_redoes_an_output_whose_options_changed(style, tmp_path):
     bigger = run_batch(expand_inputs([clips]), [style], out, TINY.replace(size=48))
     assert [o.status for o in bigger] == ["done", "done"]  # was: skipped, still 32 px wide
     assert iio.imread(out / "b-style.gif", index=0).shape[:2] == (36, 48)
+    # an encoding option redoes only the outputs it encodes: --crf the MP4, not the GIF
+    assert [o.status for o in run_batch(expand_inputs([clips]), [style], out,
+                                        TINY.replace(size=48, crf=30))] == ["done", "skipped"]
+
+    # a batch stopped after its first output still knows what made it
+    def stop(job, status, frames, error):
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(expand_inputs([clips]), [style], out, TINY, on_done=stop)
+    assert iio.imread(out / "b-style.gif", index=0).shape[:2] == (36, 48)  # not reached
+    again = run_batch(expand_inputs([clips]), [style], out, TINY)
+    assert [o.status for o in again] == ["skipped", "done"]
+    assert iio.imread(out / "b-style.gif", index=0).shape[:2] == (24, 32)
+
     # an output the ledger does not know (made by hand, or before it) is left alone
     (out / LEDGER).unlink()
-    assert [o.status for o in run_batch(expand_inputs([clips]), [style], out, TINY)] == \
-        ["skipped", "skipped"]
+    assert [o.status for o in run_batch(expand_inputs([clips]), [style], out,
+                                        TINY.replace(size=48))] == ["skipped", "skipped"]
+
+
+def test_batch_names_an_animated_png_s_output_as_an_animation(style, tmp_path):
+    images = [Image.fromarray(f) for f in frames(3)]
+    images[0].save(tmp_path / "anim.png", save_all=True, append_images=images[1:], duration=100)
+    outcomes = run_batch([tmp_path / "anim.png"], [style], tmp_path / "out", TINY)
+    assert outcomes[0].status == "done", outcomes[0].error
+    assert outcomes[0].output.name == "anim-style.gif"
+    assert media.gif_info(outcomes[0].output)[:2] == (3, [100, 100, 100])
 
 
 def test_batch_on_local_ray(three_clips, style, tmp_path):

@@ -211,7 +211,7 @@ def plan(inputs: list[Path], styles: list[Path], outdir: Path, options: Options,
     for input, real_input, output, real in planned:
         outcome = Outcome(input, output, "pending")
         if input.exists():
-            outcome.recipe = recipe(input, style_hashes, options)
+            outcome.recipe = recipe(input, output, style_hashes, options)
         outcomes.append(outcome)
         if real_input in ours:
             outcome.status, outcome.error = "skipped", "an output of this batch"
@@ -244,15 +244,15 @@ def plan(inputs: list[Path], styles: list[Path], outdir: Path, options: Options,
     return outcomes, jobs
 
 
-def recipe(input: Path, style_hashes: list[str], options: Options) -> str:
+def recipe(input: Path, output: Path, style_hashes: list[str], options: Options) -> str:
     """A hash of what makes an output, found without decoding anything: the input (its files'
-    names, sizes and times), the styles' bytes, and every option that changes the file."""
-    files = sorted(p for p in input.iterdir() if p.suffix.lower() in media.IMAGE_EXTS) \
-        if input.is_dir() else None
-    what = {"input": str(input.resolve()), "files": fingerprint(input, files),
-            "styles": style_hashes, "options": options.result_key(),
-            "output": [options.max_frames, options.fps, options.crf, options.gif_dither,
-                       options.compare]}
+    names, sizes and times), the styles' bytes, and the options that change the frames or, for
+    its kind of file, their encoding."""
+    kind = media.output_kind(output)
+    what = {"input": str(input.resolve()), "styles": style_hashes,
+            "files": fingerprint(input, media.folder_images(input) if input.is_dir() else None),
+            "frames": [options.result_key(), options.max_frames, options.fps, options.compare],
+            "encoding": {"mp4": options.crf, "gif": options.gif_dither}.get(kind)}
     return hashlib.sha1(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -264,12 +264,13 @@ def read_ledger(outdir: Path) -> dict[str, str]:
     return ledger if isinstance(ledger, dict) else {}
 
 
-def record(outdir: Path, done: dict[str, str]) -> None:
-    """Add the recipes of the outputs just written to the ledger (read again: another batch
-    into the same folder may have added its own meanwhile)."""
-    if done:
-        write_atomic(outdir / LEDGER, json.dumps({**read_ledger(outdir), **done}, indent=1,
-                                                 sort_keys=True).encode())
+def record(outcome: Outcome) -> None:
+    """Add an output's recipe to its folder's ledger as soon as it is written, so that a batch
+    stopped later still knows it (read again: another batch there may have added its own)."""
+    if outcome.recipe:
+        ledger = {**read_ledger(outcome.output.parent), outcome.output.name: outcome.recipe}
+        write_atomic(outcome.output.parent / LEDGER,
+                     json.dumps(ledger, indent=1, sort_keys=True).encode())
 
 
 def finished(output: Path) -> bool:
@@ -300,10 +301,14 @@ def run_batch(inputs: list[Path], styles: list[Path], outdir: Path, options: Opt
         on_plan(len(jobs))
     runner = _run_ray if use_ray else _run_local
     results: dict[int, tuple[str, int, str]] = {}
+    owner = {id(job): outcome for outcome in outcomes for job in outcome.jobs}
     # closing: Ctrl-C while the runner waits at a yield must still stop its workers
     with closing(runner(jobs, styles, options, workers, ray_address)) as finished_jobs:
         for index, result in finished_jobs:
             results[index] = result
+            outcome = owner[id(jobs[index])]
+            if result[0] == "done" and not outcome.chunked:
+                record(outcome)
             if on_done:
                 on_done(jobs[index], *result)
     by_job = {id(job): results[i] for i, job in enumerate(jobs)}
@@ -318,12 +323,11 @@ def run_batch(inputs: list[Path], styles: list[Path], outdir: Path, options: Opt
             try:
                 outcome.frames = join_chunks(outcome.output, outcome.jobs, options)
                 outcome.status = "done"
+                record(outcome)
             except Exception as e:
                 outcome.status, outcome.error = "failed", failure(e)
         else:
             outcome.status, outcome.frames = "done", parts[0][1]
-    record(outdir, {o.output.name: o.recipe for o in outcomes
-                    if o.status == "done" and o.recipe})
     return outcomes
 
 
