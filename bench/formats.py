@@ -16,7 +16,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -31,15 +30,10 @@ FORMATS = [  # (label, output name, write_output keyword arguments)
 ]
 
 
-def decode(path: Path) -> np.ndarray:
-    if path.suffix == ".webp":
-        with Image.open(path) as image:
-            frames = []
-            for i in range(image.n_frames):
-                image.seek(i)
-                frames.append(np.asarray(image.convert("RGB")))
-            return np.stack(frames)
-    return np.stack(list(media.open_source(path).frames()))
+def decode(path: Path, fps: float) -> np.ndarray:
+    """The frames as shown at `fps`: libwebp stores a repeated frame once, longer."""
+    return np.stack(list(media.open_source(path, fps=fps if path.suffix == ".webp" else None)
+                         .frames()))
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -66,7 +60,7 @@ def main() -> None:
                 media.write_output(frames, out, media.output_kind(out), source.timing, **extra)
                 kb = out.stat().st_size / 1024
                 gif_kb = gif_kb or kb
-                back = decode(out)
+                back = decode(out, source.timing.fps)
                 # H.264 needs even sides: compare what both have
                 h, w = min(back.shape[1], frames[0].shape[0]), min(back.shape[2], frames[0].shape[1])
                 quality = psnr(back[:, :h, :w], np.stack(frames)[:, :h, :w])
