@@ -59,6 +59,17 @@ def names(text: Optional[str], default: tuple[str, ...]) -> tuple[str, ...]:
     return default if text is None else tuple(v.strip() for v in text.split(",") if v.strip())
 
 
+def show_version(value: bool) -> None:
+    """--version: vstyle's, and what it runs on (bug reports want both)."""
+    if value:
+        import torch
+        import torchvision
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        print(f"vstyle {vstyle.__version__} (torch {torch.__version__}, torchvision "
+              f"{torchvision.__version__}, {gpus} CUDA GPU{'' if gpus == 1 else 's'})")
+        raise typer.Exit()
+
+
 @app.command()
 def main_command(
     input: Path = typer.Argument(...,
@@ -137,6 +148,8 @@ def main_command(
     restart: bool = ResumeOption(False, "--restart", metavar=FLAG,
         help="Ignore an earlier interrupted run."),
     quiet: bool = OutputOption(False, "-q", "--quiet", metavar=FLAG, help="No progress bar."),
+    version: bool = OutputOption(False, "--version", metavar=FLAG, callback=show_version,
+                                 is_eager=True, help="Show the version and the GPUs torch sees."),
     workers: Optional[int] = BatchOption(None,
         help="batch: inputs at once (default: one per GPU, or one on the CPU; with --ray, as many "
              "as the cluster takes)."),

@@ -321,6 +321,16 @@ def test_usage_errors_say_what_is_wrong(args, message, tmp_path):
     assert "unexpected" not in result.stderr and "Traceback" not in result.stderr
 
 
+def test_version_says_what_runs(tmp_path, monkeypatch, capsys):
+    result = run_in_process(["--version"], tmp_path, monkeypatch, capsys)
+    assert result.returncode == 0 and re.fullmatch(
+        r"vstyle (\S+) \(torch \S+, torchvision \S+, \d+ CUDA GPUs?\)\n", result.stdout)
+    # one version, not two (tomllib is Python 3.11+)
+    pyproject = (conftest.ROOT / "pyproject.toml").read_text()
+    assert re.search(r'^version = "(.*)"$', pyproject, re.M)[1] == vstyle.__version__
+    assert vstyle.__version__ in result.stdout
+
+
 def test_help_shows_every_option_once_in_its_group(tmp_path):
     from dataclasses import fields
     from vstyle.options import Options
