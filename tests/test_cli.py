@@ -143,7 +143,7 @@ def _(d: Path):
     return ["clip.mp4", "nope.png", "-o", "out.gif"]
 
 
-@bad("folder without images", "folder shots has no images", "put .bmp")
+@bad("folder without images", "folder shots has no images", ".bmp, .jpeg, .jpg, .png")
 def _(d: Path):
     (d / "shots").mkdir()
     (d / "shots" / "readme.txt").write_text("frames go here\n")
