@@ -361,7 +361,7 @@ class ProgressView:
             self.eta.finished(event.frame, event.stats.iterations)
             self.progress.update(self.task, completed=event.frame)
         elif event.kind == "encode" and self.task is not None:
-            self.progress.update(self.task, description="encoding")
+            self.progress.update(self.task, description="encoding", it="-", loss="-")
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
