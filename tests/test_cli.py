@@ -126,7 +126,7 @@ def _(d: Path):
     return ["sound.mp4", "style.png", "-o", "out.gif"]
 
 
-@bad("text file named .gif", "notes.gif is not a readable GIF", "re-export it as a GIF")
+@bad("text file named .gif", "notes.gif is not a readable GIF", "re-export it, or pass a video")
 def _(d: Path):
     (d / "notes.gif").write_text("not a gif\n")
     return ["notes.gif", "style.png", "-o", "out.mp4"]

@@ -453,7 +453,7 @@ def _open_animation(path: Path, fps: float | None = None) -> Source:
             size = image.size
     except (OSError, ValueError) as error:
         raise VStyleError(f"{path} is not a readable {name} ({_brief(error)}): "
-                          f"re-export it as a {name} or pass a video") from None
+                          "re-export it, or pass a video") from None
     if n == 0:
         raise VStyleError(f"{name} {path} has no frames: re-export it")
     # Browsers play delays of 0 and 10 ms at 100 ms; keep the clip's look as people know it.
@@ -616,8 +616,8 @@ def _gif_delays(timing: Timing, n: int) -> list[int]:
     delays = _delays(timing, n, 10)
     if min(delays) < 2:
         warnings.warn("GIF frames shorter than 20 ms play at 100 ms in browsers, so they are set "
-                      "to 20 ms and the GIF runs slow: pass --fps 50 or less, or write .webp or .mp4",
-                      VStyleWarning, stacklevel=2)
+                      "to 20 ms and the GIF runs slow: pass --fps 50 or less, or write .webp or "
+                      ".mp4", VStyleWarning, stacklevel=2)
     return [max(2, d) for d in delays]
 
 
@@ -670,8 +670,12 @@ def output_name(path: Path, kind: str, style_paths: list[Path], folder: Path) ->
     a folder -> a folder, another image -> .png."""
     stem = path.name if kind == "folder" else path.stem
     styles = "+".join(Path(p).stem for p in style_paths) or "stylized"
-    suffix = path.suffix.lower() if path.suffix.lower() in (".gif", ".webp") and \
-        kind != "folder" else {"video": ".mp4", "folder": "", "animation": ".gif", "image": ".png"}[kind]
+    if kind in ("video", "folder"):
+        suffix = ".mp4" if kind == "video" else ""
+    elif path.suffix.lower() in (".gif", ".webp"):  # formats vstyle writes: kept
+        suffix = path.suffix.lower()
+    else:  # an APNG, a JPEG...
+        suffix = ".gif" if kind == "animation" else ".png"
     return folder / f"{stem}-{styles}{suffix}"
 
 
