@@ -206,8 +206,9 @@ def plan(inputs: list[Path], styles: list[Path], outdir: Path, options: Options,
         if real_input not in ours:
             writers.setdefault(real, []).append(input)
     outcomes, jobs = [], []
+    ledger = read_ledger(outdir)
     # a missing style: every job fails on it with its own message
-    ledger, style_hashes = read_ledger(outdir), [file_hash(p) if p.is_file() else "" for p in styles]
+    style_hashes = [file_hash(p) if p.is_file() else "" for p in styles]
     for input, real_input, output, real in planned:
         outcome = Outcome(input, output, "pending")
         if input.exists():
@@ -234,7 +235,8 @@ def plan(inputs: list[Path], styles: list[Path], outdir: Path, options: Options,
         except VStyleError as e:
             outcome.status, outcome.error = "failed", str(e)
             continue
-        if chunk_frames and source.kind in ("video", "animation") and source.n_frames > chunk_frames:
+        if chunk_frames and source.kind in ("video", "animation") and \
+                source.n_frames > chunk_frames:
             outcome.jobs = chunk_jobs(input, output, source.n_frames, chunk_frames, source,
                                       chunk_key(source, styles, options))
             drop_stale_chunks(output, outcome.jobs)
