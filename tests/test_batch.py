@@ -92,6 +92,23 @@ def test_batch_redoes_an_output_whose_options_changed(style, tmp_path):
                                         TINY.replace(size=48))] == ["skipped", "skipped"]
 
 
+def test_a_folder_of_clips_holds_animated_webps_and_pngs_too(tmp_path):
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    images = [Image.fromarray(f) for f in frames(2)]
+    for name in ("a.png", "b.webp"):
+        images[0].save(folder / name, save_all=True, append_images=images[1:], duration=100)
+    write_gif(folder / "c.gif", frames(2), [100, 100])
+    images[0].save(folder / "still.png")  # a frame, not a clip: left out beside clips
+    images[0].convert("RGBA").save(folder / "still.webp")  # an extended WebP (alpha), still
+    assert [p.name for p in expand_inputs([folder])] == ["a.png", "b.webp", "c.gif"]
+    stills = tmp_path / "frames"
+    stills.mkdir()
+    for name in ("1.png", "2.webp"):
+        images[0].save(stills / name)
+    assert expand_inputs([stills]) == [stills]  # a folder of frames is one input
+
+
 def test_batch_names_an_animated_png_s_output_as_an_animation(style, tmp_path):
     images = [Image.fromarray(f) for f in frames(3)]
     images[0].save(tmp_path / "anim.png", save_all=True, append_images=images[1:], duration=100)

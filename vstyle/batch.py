@@ -71,9 +71,9 @@ def expand_inputs(items: Iterable[str | Path]) -> list[Path]:
         if item.suffix.lower() == ".txt" and item.is_file():
             lines = [l.strip() for l in item.read_text().splitlines()]
             found += expand_inputs(item.parent / l for l in lines if l and not l.startswith("#"))
-        elif item.is_dir():
-            clips = sorted((p for p in item.iterdir() if p.suffix.lower() in
-                            media.VIDEO_EXTS | {".gif"}), key=media.natural_key)
+        elif item.is_dir():  # videos and animations (GIF, WebP, APNG); else its images are frames
+            clips = sorted((p for p in item.iterdir() if p.is_file() and
+                            media.input_kind(p) in ("video", "animation")), key=media.natural_key)
             found += clips or [item]
         else:
             found.append(item)

@@ -427,12 +427,31 @@ def _decode_step(source: Source, reader: Iterator):
 ANIMATED = {".gif": "GIF", ".webp": "WebP", ".png": "APNG", ".apng": "APNG"}
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
 def _is_animated(path: Path) -> bool:
-    """A file holding more than one frame, found from its chunks."""
+    """Whether a WebP or PNG holds an animation, from its first chunks only (a batch asks this
+    of every file in a folder of frames). A file that is not what its name says is no
+    animation: reading it as an image then says what is wrong."""
     try:
-        return _animation_info(path)[0] > 1
-    except (OSError, ValueError):  # not what its name says: reading it as an image says so
+        with open(path, "rb") as f:
+            head = f.read(32)
+            if head[:4] == b"RIFF" and head[8:16] == b"WEBPVP8X":  # extended WebP
+                return bool(head[20] & 0x02)  # its animation flag
+            if head[:8] != PNG_SIGNATURE:
+                return False
+            f.seek(8)
+            while len(header := f.read(8)) == 8:  # the chunks before the image data
+                size, chunk = int.from_bytes(header[:4], "big"), header[4:]
+                if chunk == b"acTL":  # animation control: frames, plays
+                    return int.from_bytes(f.read(4), "big") > 1
+                if chunk in (b"IDAT", b"IEND"):
+                    return False
+                f.seek(size + 4, 1)  # data and CRC
+    except OSError:
         return False
+    return False
 
 
 def _animation_info(path: Path) -> tuple[int, list[int], int, int]:
@@ -574,7 +593,7 @@ def apng_info(path: str | Path) -> tuple[int, list[int], int, int]:
     (IDAT before the first frame control) is not part of the animation, which Pillow counts as
     frame 0 and browsers do not show. A plain PNG is one frame."""
     data = Path(path).read_bytes()
-    if data[:8] != b"\x89PNG\r\n\x1a\n":
+    if data[:8] != PNG_SIGNATURE:
         raise ValueError("no PNG signature")
     durations, plays, first, pos = [], None, 0, 8
     while pos + 8 <= len(data):
