@@ -86,6 +86,13 @@ def test_batch_redoes_an_output_whose_options_changed(style, tmp_path):
     assert [o.status for o in again] == ["skipped", "done"]
     assert iio.imread(out / "b-style.gif", index=0).shape[:2] == (24, 32)
 
+    # an output whose input is gone is left alone
+    gone = clips / "gone.mp4"
+    write_mp4(gone, frames(2))
+    assert run_batch([gone], [style], out, TINY)[0].status == "done"
+    gone.unlink()
+    assert run_batch([gone], [style], out, TINY.replace(size=48))[0].status == "skipped"
+
     # an output the ledger does not know (made by hand, or before it) is left alone
     (out / LEDGER).unlink()
     assert [o.status for o in run_batch(expand_inputs([clips]), [style], out,

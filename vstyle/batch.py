@@ -224,8 +224,11 @@ def plan(inputs: list[Path], styles: list[Path], outdir: Path, options: Options,
                 f"{input} and {others} would both write {output}: rename one, or run them "
                 "into separate folders")
             continue
-        if finished(output) and ledger.get(output.name, outcome.recipe) == outcome.recipe:
-            outcome.status = "skipped"  # made with these options (or by hand: left alone)
+        # made with these options, or unknown to the ledger (by hand: left alone), or its
+        # input is gone
+        if finished(output) and (not outcome.recipe or
+                                 ledger.get(output.name, outcome.recipe) == outcome.recipe):
+            outcome.status = "skipped"
             continue
         try:
             source = media.open_source(input, options.max_frames, options.fps)
