@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import vstyle  # noqa: E402
-from vstyle import losses, media  # noqa: E402
+from vstyle import losses, media, optimize  # noqa: E402
 from torch import nn  # noqa: E402
 from vstyle.optimize import Stylizer, to_tensor  # noqa: E402
 from vstyle.options import Options  # noqa: E402
@@ -201,8 +201,14 @@ def main() -> None:
     ]
     if device.type == "cuda":
         variants.append(("  without CUDA graphs (--no-cuda-graphs)", dict(cuda_graphs=False)))
+        variants.append(("  without TF32 Grams (fp32 matmuls)", dict(tf32=False)))
     with tempfile.TemporaryDirectory() as tmp:
+        # cuDNN times its kernels at the first use of each shape and dtype in a process: a
+        # short throwaway run pays for that here, not the first row
+        run_vstyle(args.clip, args.style, 2, base, Path(tmp) / "warm-up")
         for i, (label, changes) in enumerate(variants):
+            changes = dict(changes)
+            optimize.TF32_GRAMS = changes.pop("tf32", True)  # a constant, not an option
             o = base.replace(**changes)
             reset_peak(device)
             frames = run_vstyle(args.clip, args.style, args.frames, o, Path(tmp) / f"v{i}")

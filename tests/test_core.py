@@ -124,8 +124,8 @@ def test_bf16_autocast_keeps_the_objective_and_its_descent():
     fp32.calibrate(content, content)
     bf16.reference = fp32.reference
     # Where bf16 acts: the loss and its gradient at one image (measured: 2e-5 apart, cosine 0.997)
-    x = (content + 0.1 * torch.randn(content.shape, generator=torch.Generator().manual_seed(0))
-         ).clamp(0, 1)
+    noise = torch.randn(content.shape, generator=torch.Generator().manual_seed(0))
+    x = (content + 0.1 * noise.to(content.device)).clamp(0, 1)
     values, grads = [], []
     for stylizer in (fp32, bf16):
         image = x.clone().requires_grad_(True)
@@ -336,6 +336,27 @@ def test_lbfgs_solves_a_badly_scaled_problem_and_refuses_wild_steps():
         return float("nan"), torch.zeros_like(x)
     x2, loss2, _ = opt.step(x, loss, g, exploding)
     assert torch.equal(x2, x) and loss2 == loss and opt.count == 0  # refused, history dropped
+
+
+def test_lbfgs_step_carries_the_next_directions_products_correctly():
+    # step() fetches g_new's products with every kept pair in the same wait as the new loss;
+    # the direction built from them must equal one computed afresh, also once the ring wraps
+    from vstyle.lbfgs import LBFGS
+    scales = torch.logspace(-2, 2, 60, dtype=torch.float64)
+
+    def f(x):
+        return float(0.5 * (scales * x * x).sum()), scales * x
+    x = torch.linspace(-1, 1, 60, dtype=torch.float64)
+    loss, g = f(x)
+    opt = LBFGS(history=4, max_step=10.0)
+    for _ in range(12):
+        x, loss, g = opt.step(x, loss, g, f)
+        assert opt.products_of is g and opt.count > 0
+        carried, slope = opt._combine(g, *opt.products)
+        fresh = opt.direction(g)
+        assert torch.allclose(carried, fresh, rtol=1e-9, atol=1e-12)
+        assert slope == pytest.approx(float(g @ fresh), rel=1e-9)
+    assert opt.count == 4
 
 
 def two_loop(pairs: list[tuple[torch.Tensor, torch.Tensor]], g: torch.Tensor) -> torch.Tensor:

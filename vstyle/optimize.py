@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
@@ -21,6 +22,11 @@ from .vgg import VGGFeatures, block_of, load_features, resolve_device
 OnStep = Callable[[int, int, float], None]  # (iteration, max iterations, loss)
 
 WINDOW = 5  # early stopping compares the loss with the one this many iterations back
+
+# Gram matmuls on TF32 tensor cores when the network runs in bf16 on a GPU: bf16 features are
+# exact in TF32 (7 vs 10 mantissa bits) and the products still add up in fp32, so only the
+# speed changes. A switch for bench/speed.py's "without" row.
+TF32_GRAMS = True
 
 
 class FreshRegion(NamedTuple):
@@ -139,6 +145,7 @@ class Stylizer:
         if net is None:
             net = VGGFeatures(load_features(options.weights, options.seed), layers, options.pooling)
         self.bf16 = use_bf16(options.precision, self.device)
+        self.tf32 = TF32_GRAMS and self.bf16 and self.device.type == "cuda"
         # On a GPU: NHWC convolutions are the tensor cores' native layout, and the frame size is
         # fixed for a run, so cuDNN's autotuner picks its fastest kernels once.
         self.channels_last = self.device.type == "cuda"
@@ -178,9 +185,10 @@ class Stylizer:
         grams: dict[str, torch.Tensor] = {}
         for style, weight in zip(self.styles, self.blend):
             feats = self.features(to_tensor(style, self.device))
-            for layer in self.options.style_layers:
-                g = losses.gram(feats[layer]) * weight
-                grams[layer] = grams[layer] + g if layer in grams else g
+            with matmul_precision("high" if self.tf32 else None):
+                for layer in self.options.style_layers:
+                    g = losses.gram(feats[layer]) * weight
+                    grams[layer] = grams[layer] + g if layer in grams else g
         return grams
 
     @torch.no_grad()
@@ -261,6 +269,10 @@ class Stylizer:
 
     def loss_and_grad(self, x: torch.Tensor, inputs: FrameInputs):
         """The normalized objective at x, its gradient with respect to x, and its parts."""
+        with matmul_precision("high" if self.tf32 else None):  # the backward's matmuls too
+            return self._loss_and_grad(x, inputs)
+
+    def _loss_and_grad(self, x: torch.Tensor, inputs: FrameInputs):
         o = self.options
         x = x.detach().requires_grad_(True)
         perceptual, parts = self.perceptual(x, inputs.content, inputs.fresh)
@@ -307,6 +319,21 @@ class Stylizer:
         return step
 
 
+@contextmanager
+def matmul_precision(precision: str | None):
+    """torch's fp32 matmul precision ("high": TF32) for a block, then the caller's again;
+    None leaves it alone."""
+    if precision is None:
+        yield
+        return
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(precision)
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
 def use_bf16(precision: str, device: torch.device) -> bool:
     if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
         return False
@@ -329,17 +356,18 @@ def run_optimizer(init: torch.Tensor, step: Callable, max_iterations: int, o: Op
     shape = init.shape
     last_parts: dict = {}
 
-    def evaluate(flat: torch.Tensor) -> tuple[float, torch.Tensor]:
+    def evaluate(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         loss, grad, parts = step(flat.view(shape))
         last_parts.clear()
         last_parts.update(parts)  # a graph overwrites these in its next call: read at the end
-        return float(loss), grad.reshape(-1)
+        return loss, grad.reshape(-1)  # the loss stays on the device: L-BFGS fetches it
 
     x = init.detach().reshape(-1).clone()
     history: list[float] = []
     if o.optimizer == "lbfgs":
         lbfgs = LBFGS(lr=o.step_size)
         loss, grad = evaluate(x)
+        loss = float(loss)
     else:
         param = x.view(shape).clone().requires_grad_(True)
         adam = torch.optim.Adam([param], lr=o.step_size)
@@ -348,6 +376,7 @@ def run_optimizer(init: torch.Tensor, step: Callable, max_iterations: int, o: Op
             x, loss, grad = lbfgs.step(x, loss, grad, evaluate)
         else:
             loss, grad = evaluate(param.detach().reshape(-1))
+            loss = float(loss)
             param.grad = grad.view(shape)
             adam.step()
             with torch.no_grad():
