@@ -150,12 +150,23 @@ def _(d: Path):
     return ["shots", "style.png", "-o", "out.gif"]
 
 
-@bad("folder of clips", "folder clips holds clips, not frames",
-     "`vstyle batch clips STYLE -o OUTDIR`, or pass one clip")
+@bad("folder of clips", "folder clips holds clips (a.mp4), not only frames",
+     "`vstyle batch clips STYLE -o OUTDIR` or one by one")
 def _(d: Path):
     (d / "clips").mkdir()
     shutil.copy(d / "clip.mp4", d / "clips" / "a.mp4")
     return ["clips", "style.png", "-o", "out.gif"]
+
+
+@bad("folder with an animated WebP among its frames",
+     "folder shots holds clips (c.webp) beside 2 frames", "move them out to stylize the frames")
+def _(d: Path):
+    (d / "shots").mkdir()
+    frames = [Image.fromarray(np.full((16, 16, 3), v, np.uint8)) for v in (40, 200)]
+    for i, frame in enumerate(frames):
+        frame.save(d / "shots" / f"{i}.png")
+    frames[0].save(d / "shots" / "c.webp", save_all=True, append_images=frames[1:], duration=100)
+    return ["shots", "style.png", "-o", "out.gif"]
 
 
 @bad("unsupported output extension", "output out.xyz: .xyz is not supported", "use .gif, .mp4")
@@ -232,6 +243,12 @@ def _(d: Path):
     state["10.weight"] = torch.zeros(256, 128, 1, 1)  # conv3_1 with 1x1 kernels
     torch.save(state, d / "bad.pth")
     return ["clip.mp4", "style.png", "-o", "out.gif", "--weights", "bad.pth"]
+
+
+@bad("--report inside a folder output", "--report out/00001.png is inside the output folder out",
+     "write it beside, e.g. report.json")
+def _(d: Path):
+    return ["clip.mp4", "style.png", "-o", "out", "--report", "out/00001.png"]
 
 
 @bad("--report in a missing folder", "--report nope/r.json: folder nope does not exist")
@@ -350,6 +367,8 @@ def test_help_shows_every_option_once_in_its_group(tmp_path):
     assert (groups["--output"], groups["--style-weight"], groups["--tol"], groups["--loop"],
             groups["--device"], groups["--restart"], groups["--workers"]) == (
         "Options", "Look", "Iterations", "Video", "Hardware and model", "Resume", "vstyle batch")
+    batch = ok(conftest.run_cli("batch", "--help", cwd=tmp_path, env={"COLUMNS": "200"}))
+    assert re.search(r"Usage: vstyle batch \[OPTIONS\]", batch.stdout), batch.stdout[:300]
 
 
 def test_ctrl_c_before_the_frames_is_exit_130(clip, style, tmp_path, monkeypatch, capsys):

@@ -511,6 +511,8 @@ def test_style_images_load_as_rgb(tmp_path, mode):
      (128, 128, 128)),  # still fractions: a resize overshoots 1 a little
     (np.full((4, 4, 3), 128.0), (128, 128, 128)),  # floats in levels
     (np.full((4, 4, 1), 32896, np.uint16), (128, 128, 128)),  # 16-bit
+    (np.full((4, 4, 3), 128, np.uint16), (128, 128, 128)),  # 8-bit levels in a uint16 array
+    (np.full((4, 4, 3), -0.01), (0, 0, 0)),  # a resize's undershoot
 ])
 def test_arrays_from_python_callers_become_rgb(array, expected):
     image = media.as_rgb(array)
@@ -520,9 +522,10 @@ def test_arrays_from_python_callers_become_rgb(array, expected):
 
 @pytest.mark.parametrize("array", [np.zeros((4, 4, 2), np.uint8), np.zeros((2, 4, 4, 3)),
                                    np.zeros((0, 4, 3)), np.full((4, 4, 3), np.nan),
-                                   np.array([["a"]])])
+                                   np.array([["a"]]), np.full((4, 4, 3), 0.5 + 0.5j),
+                                   np.linspace(-1, 1, 48).reshape(4, 4, 3)])
 def test_arrays_that_are_no_image_are_one_line_errors(array):
-    with pytest.raises(VStyleError, match="^content.*(RGB image|finite)") as error:
+    with pytest.raises(VStyleError, match="^content.*(RGB image|finite|0-255)") as error:
         media.as_rgb(array, "content")
     assert "\n" not in str(error.value)
 

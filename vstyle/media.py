@@ -145,20 +145,26 @@ def _levels(values: np.ndarray, sixteen_bit: bool = False) -> np.ndarray:
 
 def as_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:
     """An array given to the Python API, as RGB uint8 (H, W, 3): greys, alpha (on white),
-    floats in [0, 1] and 16-bit values are converted; other shapes are a VStyleError."""
+    floats in [0, 1] and 16-bit values are converted, judged by their range (a uint16 array
+    with nothing above 255 holds 8-bit levels); other shapes, complex numbers and clearly
+    negative values are a VStyleError."""
     a = np.asarray(image)
     if a.ndim == 2:
         a = a[..., None]
-    if a.ndim != 3 or a.shape[2] not in (1, 3, 4) or 0 in a.shape or \
+    if a.ndim != 3 or a.shape[2] not in (1, 3, 4) or 0 in a.shape or np.iscomplexobj(a) or \
             not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
         raise VStyleError(f"{name} is an array of shape {a.shape} and type {a.dtype}: pass an "
-                          "RGB image, (height, width, 3) uint8")
+                          "RGB image, (height, width, 3) uint8 levels or floats in [0, 1]")
     if a.dtype != np.uint8:
-        try:
-            a = _levels(a.astype(np.float64) * 255 if a.dtype == bool else a,
-                        sixteen_bit=a.dtype == np.uint16)
-        except ValueError as error:
-            raise VStyleError(f"{name}: {error}: pass finite values") from None
+        a = a.astype(np.float64) * 255 if a.dtype == bool else a
+        if not np.isfinite(a).all():
+            raise VStyleError(f"{name} holds NaN or infinite values: pass finite values")
+        low, top = float(a.min()), float(a.max())
+        # a resize may undershoot 0 a little; more is another convention, e.g. [-1, 1]
+        if low < -0.1 * (1 if np.issubdtype(a.dtype, np.floating) and top <= 2 else 255):
+            raise VStyleError(f"{name} holds values down to {low:.3g}: pass levels 0-255 or "
+                              "floats in [0, 1] (from [-1, 1]: (x + 1) / 2)")
+        a = _levels(a)
     if a.shape[2] == 4:  # transparency on white, as for image files
         alpha = a[..., 3:].astype(np.float64) / 255
         a = (a[..., :3] * alpha + 255 * (1 - alpha) + 0.5).astype(np.uint8)
@@ -295,10 +301,18 @@ def folder_images(path: Path) -> list[Path]:
 
 def _open_folder(path: Path, fps: float) -> Source:
     files = folder_images(path)
+    # clips (an animated WebP or PNG too) are not frames: reading their first frame as one
+    # would drop the rest unasked
+    clips = sorted((p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
+                    and input_kind(p) in ("video", "animation")), key=natural_key)
+    if clips:
+        frames = len(set(files) - set(clips))
+        beside = f" beside {frames} frame{'s' * (frames != 1)}" if frames else ""
+        raise VStyleError(f"folder {path} holds clips ({clips[0].name}"
+                          f"{f' and {len(clips) - 1} more' if len(clips) > 1 else ''}){beside}, "
+                          f"not only frames: stylize the clips with `vstyle batch {path} STYLE -o "
+                          "OUTDIR` or one by one, and move them out to stylize the frames")
     if not files:
-        if any(input_kind(p) in ("video", "animation") for p in path.iterdir()):
-            raise VStyleError(f"folder {path} holds clips, not frames: stylize them all with "
-                              f"`vstyle batch {path} STYLE -o OUTDIR`, or pass one clip")
         raise VStyleError(f"folder {path} has no images: put {', '.join(sorted(IMAGE_EXTS))} frames in it")
     size = _read_input_image(files[0]).shape[1::-1]
     return Source(path, "folder", len(files), size, Timing(fps, None), False, files)

@@ -145,6 +145,10 @@ def check_report(path: Path, output: Path, source: media.Source,
     if path.resolve() == output.resolve():
         raise VStyleError(f"--report {path} is the output itself: give the report a name of "
                           "its own, e.g. report.json")
+    if media.output_kind(output) == "folder" and \
+            path.resolve().is_relative_to(output.resolve()):  # the folder is replaced whole
+        raise VStyleError(f"--report {path} is inside the output folder {output}, which holds "
+                          f"the frames alone: write it beside, e.g. {output.parent / 'report.json'}")
     if path.is_dir():
         raise VStyleError(f"--report {path} is a folder: give a file name, e.g. "
                           f"{path / 'report.json'}")
