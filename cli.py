@@ -197,7 +197,8 @@ def main_command(
     if not quiet:
         done = result.n_frames - result.reused
         reused = f", {result.reused} reused from the earlier run" if result.reused else ""
-        line = (f"wrote {result.output}: {result.n_frames} frames{reused}, {result.seconds:.1f} s "
+        frames = f"{result.n_frames} frame{'s' * (result.n_frames != 1)}"
+        line = (f"wrote {result.output}: {frames}{reused}, {result.seconds:.1f} s "
                 f"({result.seconds / max(1, done):.2f} s/frame)")
         if result.consistency:
             c = result.consistency
@@ -211,7 +212,7 @@ def run_batch(inputs: list[Path], style: Path, outdir: Optional[Path], options: 
               quiet: bool, workers: Optional[int], use_ray: bool, address: Optional[str],
               chunk_frames: Optional[int]) -> None:
     """`vstyle batch`: a bar over the whole batch, a table at the end, exit 1 if any failed."""
-    from rich.table import Table
+    from rich.table import Column, Table
     from vstyle import batch
     if outdir is None:
         raise vstyle.VStyleError("vstyle batch needs -o OUTDIR: the folder for the outputs")
@@ -238,7 +239,9 @@ def run_batch(inputs: list[Path], style: Path, outdir: Optional[Path], options: 
                                      "inputs are skipped, the others resume)") from None
     failed = [o for o in outcomes if o.status == "failed"]
     if not quiet:
-        table = Table("input", "status", "frames", "output / error")
+        # paths wrap rather than end in an ellipsis
+        table = Table(Column("input", overflow="fold"), "status", "frames",
+                      Column("output / error", overflow="fold"))
         for o in outcomes:
             table.add_row(str(o.input), o.status, str(o.frames or "-"),
                           escape(o.error) if o.error else str(o.output))
@@ -384,7 +387,7 @@ def main() -> None:
     warnings.showwarning = _show_warning
     signal.signal(signal.SIGTERM, _sigterm)
     try:
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name="vstyle batch" if BATCH else None)
     except vstyle.Interrupted as e:
         err.print(f"[red]{escape(str(e))}")
         sys.exit(130)
