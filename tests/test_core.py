@@ -340,23 +340,54 @@ def test_lbfgs_solves_a_badly_scaled_problem_and_refuses_wild_steps():
 
 def test_lbfgs_step_carries_the_next_directions_products_correctly():
     # step() fetches g_new's products with every kept pair in the same wait as the new loss;
-    # the direction built from them must equal one computed afresh, also once the ring wraps
+    # the direction built from them must equal one computed afresh: as the storage grows,
+    # once the ring wraps, and after refused steps (NaN every 5th evaluation) clear it
     from vstyle.lbfgs import LBFGS
     scales = torch.logspace(-2, 2, 60, dtype=torch.float64)
+    calls = [0]
 
     def f(x):
+        calls[0] += 1
+        if calls[0] % 5 == 0:
+            return float("nan"), torch.zeros_like(x)
         return float(0.5 * (scales * x * x).sum()), scales * x
     x = torch.linspace(-1, 1, 60, dtype=torch.float64)
     loss, g = f(x)
-    opt = LBFGS(history=4, max_step=10.0)
-    for _ in range(12):
+    opt, checked, refused, wrapped = LBFGS(history=3, max_step=10.0), 0, 0, 0
+    for _ in range(24):
+        before = opt.count
         x, loss, g = opt.step(x, loss, g, f)
-        assert opt.products_of is g and opt.count > 0
+        if opt.count == 0:  # refused: the history (and what was carried for it) is dropped
+            assert opt.products_of is None and before > 0
+            refused += 1
+            continue
+        assert opt.products_of is g
         carried, slope = opt._combine(g, *opt.products)
         fresh = opt.direction(g)
         assert torch.allclose(carried, fresh, rtol=1e-9, atol=1e-12)
         assert slope == pytest.approx(float(g @ fresh), rel=1e-9)
-    assert opt.count == 4
+        checked += 1
+        wrapped += before == opt.count == 3  # the newest pair took the oldest one's slot
+    assert checked >= 12 and refused >= 3 and wrapped >= 3
+    calls[0] = 1  # the next evaluation is a good one
+    x, loss, g = opt.step(x, loss, g, f)
+    assert opt.products_of is g
+    opt.remember(x - 0.5, g - 0.5 * scales)  # a pair stored from outside: nothing carried
+    assert opt.products_of is None
+
+
+def test_tf32_matmuls_sets_the_cuda_flag_for_the_block_only():
+    from vstyle.optimize import tf32_matmuls
+    matmul = torch.backends.cuda.matmul
+    name = "fp32_precision" if hasattr(matmul, "fp32_precision") else "allow_tf32"
+    before = getattr(matmul, name)
+    with tf32_matmuls(True):
+        assert getattr(matmul, name) in ("tf32", True)
+    assert getattr(matmul, name) == before
+    # still readable through the old API (torch >= 2.9 raises on a mix of the two)
+    assert matmul.allow_tf32 == (before in ("tf32", True))
+    with tf32_matmuls(False):
+        assert getattr(matmul, name) == before
 
 
 def two_loop(pairs: list[tuple[torch.Tensor, torch.Tensor]], g: torch.Tensor) -> torch.Tensor:

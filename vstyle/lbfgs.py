@@ -47,6 +47,7 @@ class LBFGS:
 
     def clear(self) -> None:
         self.order, self.used = [], 0
+        self.products_of = None
 
     def direction(self, g: torch.Tensor) -> torch.Tensor:
         """-H g, H the inverse Hessian estimate (see `_combine`); one wait for the device."""
@@ -89,6 +90,7 @@ class LBFGS:
         products = torch.cat([torch.stack([torch.dot(y, s), torch.dot(y, y)]),
                               Y @ s, S @ y, Y @ y]).double().cpu().numpy()
         self._store(s, y, products[:2], products[2:].reshape(3, k))
+        self.products_of = None  # a step's carried products no longer cover every pair
 
     def _rows(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The stored S and Y rows worth multiplying (none yet: empty)."""
@@ -146,20 +148,23 @@ class LBFGS:
         loss_new, g_new = evaluate(x_new)
         s, y, k = x_new - x, g_new - g, self.used
         S, Y = self._rows(s)
-        loss_new = torch.as_tensor(loss_new, dtype=s.dtype, device=s.device).reshape(1)
-        products = torch.cat([loss_new, torch.stack([y @ s, y @ y, s @ g_new, y @ g_new,
-                                                     g_new @ g_new]),
-                              Y @ s, S @ y, Y @ y, S @ g_new, Y @ g_new]).double().cpu().numpy()
+        own = torch.stack([y @ s, y @ y, s @ g_new, y @ g_new, g_new @ g_new])
+        # each stored matrix read once: S (y, g_new), Y (s, y, g_new)
+        cross_s, cross_y = S @ torch.stack([y, g_new], 1), Y @ torch.stack([s, y, g_new], 1)
+        loss_new = torch.as_tensor(loss_new, device=s.device).double().reshape(1)
+        products = torch.cat([loss_new, torch.cat([own, cross_y.T.reshape(-1),
+                                                   cross_s.T.reshape(-1)]).double()]
+                             ).cpu().numpy()
         loss_new = float(products[0])
         if not loss_new <= loss + abs(loss) * 0.5:  # a wild step (or NaN): halve, try later
             self.clear()
             self.first_step = max(self.first_step * 0.5, 1e-4)
             return x, loss, g
-        cross = products[6:].reshape(5, k)
-        slot = self._store(s, y, products[1:3], cross[:3])
+        y_s, y_y, y_g, s_y, s_g = products[6:].reshape(5, k)
+        slot = self._store(s, y, products[1:3], (y_s, s_y, y_y))
         # g_new's products with every kept pair, for the next direction
         sg, yg = np.zeros(self.used), np.zeros(self.used)
-        sg[:k], yg[:k] = cross[3], cross[4]
+        sg[:k], yg[:k] = s_g, y_g
         if slot is not None:
             sg[slot], yg[slot] = products[3], products[4]
         self.products_of, self.products = g_new, (sg, yg, float(products[5]))

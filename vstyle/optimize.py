@@ -24,8 +24,9 @@ OnStep = Callable[[int, int, float], None]  # (iteration, max iterations, loss)
 WINDOW = 5  # early stopping compares the loss with the one this many iterations back
 
 # Gram matmuls on TF32 tensor cores when the network runs in bf16 on a GPU: bf16 features are
-# exact in TF32 (7 vs 10 mantissa bits) and the products still add up in fp32, so only the
-# speed changes. A switch for bench/speed.py's "without" row.
+# exact in TF32 (7 vs 10 mantissa bits) and the products still add up in fp32; what TF32 rounds
+# (the Grams' gradient in the backward, features times a fractional mask) is rounded to bf16
+# right after anyway. A switch for bench/speed.py's "without" row.
 TF32_GRAMS = True
 
 
@@ -185,7 +186,7 @@ class Stylizer:
         grams: dict[str, torch.Tensor] = {}
         for style, weight in zip(self.styles, self.blend):
             feats = self.features(to_tensor(style, self.device))
-            with matmul_precision("high" if self.tf32 else None):
+            with tf32_matmuls(self.tf32):
                 for layer in self.options.style_layers:
                     g = losses.gram(feats[layer]) * weight
                     grams[layer] = grams[layer] + g if layer in grams else g
@@ -269,7 +270,7 @@ class Stylizer:
 
     def loss_and_grad(self, x: torch.Tensor, inputs: FrameInputs):
         """The normalized objective at x, its gradient with respect to x, and its parts."""
-        with matmul_precision("high" if self.tf32 else None):  # the backward's matmuls too
+        with tf32_matmuls(self.tf32):  # the backward's matmuls too
             return self._loss_and_grad(x, inputs)
 
     def _loss_and_grad(self, x: torch.Tensor, inputs: FrameInputs):
@@ -320,18 +321,23 @@ class Stylizer:
 
 
 @contextmanager
-def matmul_precision(precision: str | None):
-    """torch's fp32 matmul precision ("high": TF32) for a block, then the caller's again;
-    None leaves it alone."""
-    if precision is None:
+def tf32_matmuls(enabled: bool):
+    """CUDA fp32 matmuls on TF32 tensor cores for a block, then as the caller had them. Only
+    that one flag is touched, through the API this torch has: torch >= 2.9 refuses to read a
+    flag that was set through both its old and its new API. The flag is process-wide: two runs
+    in threads of one process could see each other's (vstyle batch uses processes)."""
+    matmul = torch.backends.cuda.matmul
+    name, value = ("fp32_precision", "tf32") if hasattr(matmul, "fp32_precision") else \
+        ("allow_tf32", True)
+    before = getattr(matmul, name) if enabled else value
+    if before == value:  # off, or the caller runs them on TF32 already
         yield
         return
-    before = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision(precision)
+    setattr(matmul, name, value)
     try:
         yield
     finally:
-        torch.set_float32_matmul_precision(before)
+        setattr(matmul, name, before)
 
 
 def use_bf16(precision: str, device: torch.device) -> bool:
