@@ -8,6 +8,17 @@ from __future__ import annotations
 import os
 import signal
 import sys
+
+
+def _interrupted_while_loading(signum, frame):
+    # Ctrl-C while torch loads (seconds; more from a cold disk): one word, not a traceback
+    print("interrupted", file=sys.stderr)
+    os._exit(130)
+
+
+if os.path.basename(sys.argv[0]) in ("vstyle", "vstyle.exe", "cli.py"):  # run, not imported
+    signal.signal(signal.SIGINT, _interrupted_while_loading)  # main() puts Python's back
+
 import time
 import warnings
 from functools import partial
@@ -163,7 +174,8 @@ def main_command(
     warm-started frame to frame).
 
     vstyle batch INPUTS... STYLE -o OUTDIR stylizes many inputs (files, folders of clips, or .txt
-    lists of them) with the same options.
+    lists of them) with the same options; with --style-blend W1,W2 the last two paths are the
+    styles.
     """
     options = Options(
         size=size, style_size=style_size, style_scale=style_scale, iterations=iterations,
@@ -185,8 +197,14 @@ def main_command(
             raise vstyle.VStyleError("--report, --work-dir, --keep-work and --restart are for one "
                                      "input; vstyle batch resumes each input from its own work "
                                      "folder in OUTDIR")
-        run_batch([input, *styles[:-1]], styles[-1], output, options, quiet, workers, ray,
-                  ray_address, chunk_frames)
+        # the last positionals are the styles: one, or one per --style-blend weight
+        given, n = [input, *styles], len(options.style_blend or (1,))
+        if len(given) <= n:
+            raise vstyle.VStyleError(f"vstyle batch takes INPUTS... then {n} style image"
+                                     f"{'s' * (n > 1)} (one per --style-blend weight): got "
+                                     f"{len(given)} paths in all")
+        run_batch(given[:-n], given[-n:], output, options, quiet, workers, ray, ray_address,
+                  chunk_frames)
         return
     if workers is not None or ray or ray_address or chunk_frames:
         raise vstyle.VStyleError("--workers, --ray, --ray-address and --chunk-frames are for "
@@ -198,8 +216,9 @@ def main_command(
         done = result.n_frames - result.reused
         reused = f", {result.reused} reused from the earlier run" if result.reused else ""
         frames = f"{result.n_frames} frame{'s' * (result.n_frames != 1)}"
-        line = (f"wrote {result.output}: {frames}{reused}, {result.seconds:.1f} s "
-                f"({result.seconds / max(1, done):.2f} s/frame)")
+        line = f"wrote {result.output}: {frames}{reused}"
+        if done:  # not when every frame came from the earlier run
+            line += f", {result.seconds:.1f} s ({result.seconds / done:.2f} s/frame)"
         if result.consistency:
             c = result.consistency
             ratio = "n/a" if c["ratio"] is None else f"{c['ratio']:.2f}"
@@ -208,7 +227,7 @@ def main_command(
         err.print(escape(line))
 
 
-def run_batch(inputs: list[Path], style: Path, outdir: Optional[Path], options: Options,
+def run_batch(inputs: list[Path], styles: list[Path], outdir: Optional[Path], options: Options,
               quiet: bool, workers: Optional[int], use_ray: bool, address: Optional[str],
               chunk_frames: Optional[int]) -> None:
     """`vstyle batch`: a bar over the whole batch, a table at the end, exit 1 if any failed."""
@@ -229,7 +248,7 @@ def run_batch(inputs: list[Path], style: Path, outdir: Optional[Path], options: 
     with progress:
         task = progress.add_task("batch", total=None)
         try:
-            outcomes = batch.run_batch(expanded, [style], outdir, options,
+            outcomes = batch.run_batch(expanded, styles, outdir, options,
                                        workers=workers, use_ray=use_ray,
                                        ray_address=address, chunk_frames=chunk_frames,
                                        on_plan=lambda n: progress.update(task, total=n),
@@ -385,6 +404,7 @@ def main() -> None:
         BATCH = True
         del sys.argv[1]
     warnings.showwarning = _show_warning
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C: KeyboardInterrupt again
     signal.signal(signal.SIGTERM, _sigterm)
     try:
         code = app(standalone_mode=False, prog_name="vstyle batch" if BATCH else None)

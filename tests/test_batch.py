@@ -189,6 +189,30 @@ def test_batch_refuses_counts_below_one(style, tmp_path, name, value):
     assert not (tmp_path / "out").exists()
 
 
+def test_batch_blends_the_last_paths_as_styles_and_says_when_paths_are_missing(style, tmp_path):
+    clip = write_mp4(tmp_path / "clip.mp4", frames(3))
+    other = tmp_path / "other.png"
+    Image.fromarray(frames(1, 40, 40)[0]).save(other)
+    result = run_cli("batch", clip, style, other, "-o", tmp_path / "out", "--style-blend",
+                     "0.7,0.3", *FAST)
+    assert result.returncode == 0, result.stderr
+    made = sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith("."))
+    assert made == [f"clip-{style.stem}+other.mp4"]  # one output; the painting is no input
+    result = run_cli("batch", style, other, "-o", tmp_path / "out2", "--style-blend", "1,1",
+                     *FAST)
+    assert result.returncode == 1 and "vstyle batch takes INPUTS... then 2 style images" in \
+        result.stderr and "Traceback" not in result.stderr
+
+
+def test_batch_into_a_folder_it_cannot_make_is_one_line(style, tmp_path):
+    clip = write_mp4(tmp_path / "clip.mp4", frames(3))
+    (tmp_path / "afile").write_text("not a folder")
+    result = run_cli("batch", clip, style, "-o", tmp_path / "afile" / "out", *FAST)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"cannot write to {tmp_path / 'afile' / 'out'}" in result.stderr
+    assert "choose a writable folder for the outputs" in result.stderr
+
+
 def test_chunks_overlap_and_cover_every_frame(tmp_path):
     jobs = chunk_jobs(tmp_path / "in.mp4", tmp_path / "out.mp4", n_frames=23, chunk=10)
     assert [j.frame_range for j in jobs] == [(0, 10), (10 - OVERLAP, 20), (20 - OVERLAP, 23)]

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -286,13 +287,26 @@ for flag, value, message in [
         ("--iterations", "0", "--iterations must be at least 1 (got 0)"),
         ("--style-weight", "nan", "--style-weight must be a finite number >= 0 (got nan)"),
         ("--content-weight", "-1", "--content-weight must be a finite number >= 0 (got -1.0)"),
-        ("--fps", "0", "--fps must be a finite number > 0 (got 0.0)"),
+        ("--fps", "0", "--fps must be a number > 0 and at most 1000 (got 0.0)"),
+        ("--fps", "1e9", "--fps must be a number > 0 and at most 1000 (got 1000000000.0)"),
+        ("--size", "9000", "--size must be at most 8192 px (got 9000)"),
+        ("--style-size", "100000", "--style-size must be at most 8192 px (got 100000)"),
+        ("--style-scale", "1e6", "--style-scale 1e+06 makes the style image 32000000 px"),
+        ("--scales", "20", "--scales 20 at --size 32: at most 1"),
+        ("--size", "20", "--size 20 makes the 64x48 frames 15 px on their short side; VGG19 "
+                         "needs 16: use --size 22 or more"),
         ("--max-frames", "0", "--max-frames must be at least 1 (got 0)"),
         ("--content-layers", "", "--content-layers need at least one layer each"),
         ("--temporal-frames", "1,0", "--temporal-frames must be frame gaps of 1 or more"),
         ("--temporal-frames", "1,two", "--temporal-frames '1,two' is not a comma-separated list")]:
     bad(f"{flag} {value}", message)(
         lambda d, flag=flag, value=value: ["clip.mp4", "style.png", "-o", "out.gif", flag, value])
+
+
+@bad("a GIF frame longer than a GIF can hold", "a frame lasts 1000 s, longer than a GIF "
+     "frame can (655.35 s): write .webp or .mp4")
+def _(d: Path):
+    return ["clip.mp4", "style.png", "-o", "out.gif", "--fps", "0.001"]
 
 
 def run_in_process(args, cwd: Path, monkeypatch, capsys) -> subprocess.CompletedProcess:
@@ -385,6 +399,38 @@ def test_ctrl_c_before_the_frames_is_exit_130(clip, style, tmp_path, monkeypatch
     with pytest.raises(SystemExit) as exit:
         cli.main()
     assert exit.value.code == 130 and "interrupted" in capsys.readouterr().err
+
+
+def test_ctrl_c_while_torch_loads_is_one_word_not_a_traceback(clip, style, tmp_path):
+    import signal
+    import time
+    proc = subprocess.Popen(
+        [sys.executable, str(conftest.ROOT / "cli.py"), str(clip), str(style), "-o",
+         str(tmp_path / "o" / "out.gif"), *FAST], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(0.5)  # Python runs cli.py; importing torch takes it ~2 s more
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err.strip() == "interrupted", err[-300:]
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_unwritable_report_folder_is_found_before_the_run(clip, style, tmp_path,
+                                                              monkeypatch, capsys):
+    (tmp_path / "locked").mkdir()
+    real = tempfile.mkstemp
+
+    def mkstemp(*args, dir=None, **kwargs):  # the folder refuses new files (as root chmod can't)
+        if Path(dir).name == "locked":
+            raise PermissionError(13, "Permission denied")
+        return real(*args, dir=dir, **kwargs)
+    monkeypatch.setattr(media.tempfile, "mkstemp", mkstemp)
+    result = run_in_process([clip, style, "-o", "out.gif", "--report", "locked/r.json", *FAST],
+                            tmp_path, monkeypatch, capsys)
+    line = error_line(result)
+    assert result.returncode == 1 and line.startswith("error: cannot write to locked (") and \
+        "Permission denied" in line and line.endswith("choose a writable folder for --report")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "locked", "style.png"]
 
 
 def test_eta_counts_iterations_not_frames():

@@ -63,6 +63,23 @@ def test_stylize_image_takes_grey_and_float_arrays_and_refuses_others(style):
     assert styled.dtype == np.uint8 and styled.shape == (24, 32, 3)
     with pytest.raises(vstyle.VStyleError, match="content is an array of shape .*pass an RGB"):
         vstyle.stylize_image(np.zeros((2, 48, 64, 3), np.uint8), painting, **TINY)
+    # a style may be a path; none at all is an error of its own
+    by_path = vstyle.stylize_image(grey, style, **{**TINY, "iterations": 1, "first_iterations": 1})
+    assert by_path.shape == (24, 32, 3)
+    with pytest.raises(vstyle.VStyleError, match="no style image given"):
+        vstyle.stylize_image(grey, [], **TINY)
+
+
+def test_python_callers_may_pass_one_value_for_a_tuple_option(clip, style, tmp_path):
+    o = vstyle.Options(style_layers="conv1_1, conv2_1", content_layers="conv4_2",
+                       temporal_frames=2, style_blend=0.5)
+    assert (o.style_layers, o.content_layers, o.temporal_frames, o.style_blend) == (
+        ("conv1_1", "conv2_1"), ("conv4_2",), (2,), (0.5,))
+    with pytest.raises(vstyle.VStyleError, match="temporal_frames='a,b': pass int values"):
+        vstyle.Options(temporal_frames="a,b")
+    with pytest.raises(vstyle.VStyleError, match=r"frame_range \(5, 2\): pass \(start, end\)"):
+        vstyle.stylize(clip, style, tmp_path / "out.gif", frame_range=(5, 2), **TINY)
+    assert not list(tmp_path.glob("*out*"))
 
 
 def test_scales_run_the_first_frame_coarse_to_fine(clip, style, tmp_path, monkeypatch):

@@ -234,7 +234,7 @@ def plan(inputs: list[Path], styles: list[Path], outdir: Path, options: Options,
             source = media.open_source(input, options.max_frames, options.fps)
             # found now, not when the chunks are joined
             media.check_output(output, source, styles,
-                               written_size(media.fit_size(source.size, options.size), options))
+                               written_size(media.frame_size(source.size, options.size), options))
         except VStyleError as e:
             outcome.status, outcome.error = "failed", str(e)
             continue
@@ -300,7 +300,7 @@ def run_batch(inputs: list[Path], styles: list[Path], outdir: Path, options: Opt
         raise VStyleError("--loop and --preserve-colors need each clip in one piece (the last "
                           "frames lead into frame 1; colours are matched to frame 1): leave out "
                           "--chunk-frames")
-    outdir.mkdir(parents=True, exist_ok=True)
+    media.check_writable(outdir / LEDGER, "the outputs")  # makes outdir, or says why not
     outcomes, jobs = plan(inputs, styles, outdir, options, chunk_frames)
     if on_plan:
         on_plan(len(jobs))

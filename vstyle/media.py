@@ -47,6 +47,7 @@ WEBP_QUALITY = 90
 # Pillow encodes an animated WebP from all its frames at once (4 bytes a pixel): 4 GiB is
 # ~7,000 frames at 512x288, ~500 at 1920x1080
 WEBP_MAX_BYTES = 4 * 2**30
+FRAME_MAX_MS = {"gif": 655350, "webp": 2**24 - 1}  # 16-bit centiseconds; 24-bit milliseconds
 GIF_DITHER = {"bayer": "bayer:bayer_scale=5", "sierra2_4a": "sierra2_4a",
               "floyd_steinberg": "floyd_steinberg", "none": "none"}
 # mp4 holds these audio codecs as they are; anything else (pcm, vorbis...) is re-encoded to AAC.
@@ -221,6 +222,18 @@ def fit_size(size: tuple[int, int], long_side: int) -> tuple[int, int]:
     w, h = size
     scale = long_side / max(w, h)
     return max(16, round(w * scale)), max(16, round(h * scale))
+
+
+def frame_size(size: tuple[int, int], long_side: int) -> tuple[int, int]:
+    """The processed frames' (w, h) for --size long_side; refused where the short side would
+    fall under VGG19's 16 px, which fit_size could only meet by distorting the picture."""
+    w, h = size
+    short = round(min(w, h) * long_side / max(w, h))
+    if short < 16:
+        needed = math.ceil(16 * max(w, h) / min(w, h))
+        raise VStyleError(f"--size {long_side} makes the {w}x{h} frames {short} px on their "
+                          f"short side; VGG19 needs 16: use --size {needed} or more")
+    return fit_size(size, long_side)
 
 
 def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -722,6 +735,11 @@ def check_output(output: Path, source: Source, style_paths: Sequence[Path] = (),
         raise VStyleError(f"output {output} is a still image but the input has {source.n_frames} "
                           "frames: write .gif, .webp, .mp4 or a folder (or add --max-frames 1 to "
                           "try the look on the first frame)")
+    longest = max(source.timing.durations_ms or [1000 / source.timing.fps])
+    if kind in FRAME_MAX_MS and longest > FRAME_MAX_MS[kind]:
+        raise VStyleError(f"output {output}: a frame lasts {longest / 1000:g} s, longer than a "
+                          f"{kind.upper()} frame can ({FRAME_MAX_MS[kind] / 1000:g} s): write "
+                          f"{'.webp or ' if kind == 'gif' else ''}.mp4, or raise --fps")
     if kind == "webp" and frame_size and \
             source.n_frames * frame_size[0] * frame_size[1] * 4 > WEBP_MAX_BYTES:
         raise VStyleError(f"output {output}: {source.n_frames} frames at {frame_size[0]}x"
@@ -730,15 +748,23 @@ def check_output(output: Path, source: Source, style_paths: Sequence[Path] = (),
     check_not_overwriting(output, "output", source, style_paths)
     if kind == "folder":
         _check_folder_target(output)
+    check_writable(output, "output")
+    return kind
+
+
+def check_writable(path: Path, name: str, create: bool = True) -> None:
+    """Refuse a file that cannot be written beside `path` (its folder made first where
+    `create`): found before a long run, not after it."""
     try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=f".{output.name}.tmp-", dir=output.parent)
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
         os.close(fd)
         os.remove(probe)
     except OSError as error:
-        raise VStyleError(f"cannot write to {output.parent} ({_brief(error)}): "
-                          "choose a writable output folder") from None
-    return kind
+        raise VStyleError(f"cannot write to {path.parent} ({_brief(error)}): choose a writable "
+                          f"{'output ' if name == 'output' else ''}folder"
+                          f"{'' if name == 'output' else f' for {name}'}") from None
 
 
 def check_not_overwriting(path: Path, name: str, source: Source,

@@ -10,6 +10,10 @@ from .errors import VStyleError
 
 STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 CONTENT_LAYERS = ("conv4_2",)
+# VGG19's activations at 8192 px take ~30 GB a pass; far larger only fails after minutes (or
+# is killed by the system without a word)
+MAX_SIZE = 8192
+MAX_FPS = 1000.0
 
 
 def default_weights() -> str:
@@ -88,6 +92,23 @@ class Options:
     gif_dither: str = "bayer"  # bayer | sierra2_4a | floyd_steinberg | none
     compare: bool = False  # content | style | result side by side
 
+    def __post_init__(self):
+        # Python callers may pass one value, or a comma-separated string, for a tuple option
+        for name, kind in (("temporal_frames", int), ("content_layers", str),
+                           ("style_layers", str), ("style_layer_weights", float),
+                           ("style_blend", float)):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            elif value is not None and not isinstance(value, (list, tuple)):
+                value = [value]
+            if value is not None:
+                try:
+                    setattr(self, name, tuple(kind(v) for v in value))
+                except (TypeError, ValueError):
+                    raise VStyleError(f"{name}={getattr(self, name)!r}: pass {kind.__name__} "
+                                      "values, e.g. a tuple") from None
+
     def replace(self, **changes) -> "Options":
         return replace(self, **changes)
 
@@ -107,8 +128,21 @@ class Options:
                 bad(name, f"must be at least 1 (got {getattr(self, name)})")
         if self.size < 16:
             bad("size", f"must be at least 16 px for VGG19's four poolings (got {self.size})")
+        for name in ("size", "style_size"):
+            if (getattr(self, name) or 0) > MAX_SIZE:
+                bad(name, f"must be at most {MAX_SIZE} px (got {getattr(self, name)}): memory "
+                    "grows with the square of the size")
+        if self.style_size is None and math.isfinite(self.style_scale) and \
+                self.size * self.style_scale > MAX_SIZE:
+            bad("style_scale", f"{self.style_scale:g} makes the style image "
+                f"{self.size * self.style_scale:.0f} px; at most {MAX_SIZE}")
         if self.style_size is not None and self.style_size < 16:
             bad("style_size", f"must be at least 16 px (got {self.style_size})")
+        # each scale halves the first frame, down to 32 px: more would repeat the same size
+        most = 1 + max(0, int(math.log2(self.size / 32))) if self.size >= 32 else 1
+        if self.scales > most:
+            bad("scales", f"{self.scales} at --size {self.size}: at most {most} (each scale halves "
+                "the first frame, down to 32 px)")
         if self.min_iterations < 0:
             bad("min_iterations", f"must be 0 or more (got {self.min_iterations})")
         for name in ("content_weight", "style_weight", "tv_weight", "temporal_weight", "tol"):
@@ -121,8 +155,9 @@ class Options:
                 bad(name, f"must be a finite number > 0 (got {value})")
         if self.lr is not None and (not math.isfinite(self.lr) or self.lr <= 0):
             bad("lr", f"must be a finite number > 0 (got {self.lr})")
-        if self.fps is not None and (not math.isfinite(self.fps) or self.fps <= 0):
-            bad("fps", f"must be a finite number > 0 (got {self.fps})")
+        if self.fps is not None and (not math.isfinite(self.fps) or self.fps <= 0
+                                     or self.fps > MAX_FPS):
+            bad("fps", f"must be a number > 0 and at most {MAX_FPS:.0f} (got {self.fps})")
         if not self.temporal_frames or min(self.temporal_frames) < 1:
             bad("temporal_frames", f"must be frame gaps of 1 or more, e.g. 1,2,4 (got "
                 f"{','.join(map(str, self.temporal_frames))})")

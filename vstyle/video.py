@@ -78,6 +78,9 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
     source = (input if isinstance(input, media.Source)
               else media.open_source(input, options.max_frames, options.fps))
     if frame_range is not None:
+        if not 0 <= frame_range[0] < min(frame_range[1], source.n_frames):
+            raise VStyleError(f"frame_range {tuple(frame_range)}: pass (start, end) with "
+                              f"0 <= start < end, start below the {source.n_frames} frames")
         source = source.window(*frame_range)
     style_images = [media.load_image(p) for p in style_paths]
     output = Path(output) if output is not None else media.default_output(source, style_paths)
@@ -85,7 +88,7 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
         check_report(Path(report), output, source, style_paths)
     if work_dir is not None:
         check_work_dir(Path(work_dir), output, report)
-    size = media.fit_size(source.size, options.size)
+    size = media.frame_size(source.size, options.size)
     kind = media.check_output(output, source, style_paths, written_size(size, options))
 
     work = WorkDir(Path(work_dir) if work_dir else default_work_dir(output),
@@ -115,6 +118,11 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
         except torch.cuda.OutOfMemoryError:
             raise VStyleError(f"out of GPU memory at --size {options.size}: try a smaller --size "
                               "or --device cpu") from None
+        except (MemoryError, RuntimeError) as error:  # torch's CPU allocator raises RuntimeError
+            if not isinstance(error, MemoryError) and "can't allocate memory" not in str(error):
+                raise
+            raise VStyleError(f"out of memory at --size {options.size} (and --style-size): try a "
+                              "smaller size") from None
         finally:
             if work.done == 0:  # failed before the first frame (device, weights...): leave nothing
                 work.remove()
@@ -155,6 +163,7 @@ def check_report(path: Path, output: Path, source: media.Source,
     if not path.parent.is_dir():
         raise VStyleError(f"--report {path}: folder {path.parent} does not exist: create it "
                           "or write the report elsewhere")
+    media.check_writable(path, "--report", create=False)
 
 
 def check_work_dir(work_dir: Path, output: Path, report: str | Path | None) -> None:
@@ -531,15 +540,18 @@ def write_report(path: Path, result: RunResult, options: Options, input: Path,
     write_atomic(path, json.dumps(report, indent=1, default=str).encode())
 
 
-def stylize_image(content: np.ndarray, styles: np.ndarray | Sequence[np.ndarray],
+def stylize_image(content: np.ndarray, styles: np.ndarray | str | Path | Sequence,
                   options: Options | None = None, **option_values) -> np.ndarray:
     """One image: RGB uint8 (H, W, 3) in (greys, RGBA, floats in [0, 1] and 16-bit arrays are
-    converted), stylized RGB uint8 out, at options.size."""
+    converted), stylized RGB uint8 out, at options.size. Styles: arrays or image paths."""
     options = (options or Options()).replace(**option_values).validate()
-    styles = [styles] if isinstance(styles, np.ndarray) else list(styles)
+    styles = [styles] if isinstance(styles, (np.ndarray, str, Path)) else list(styles)
+    if not styles:
+        raise VStyleError("no style image given: pass at least one painting")
     content = media.as_rgb(content, "content")
-    styles = [media.as_rgb(s, "style") for s in styles]
-    size = media.fit_size((content.shape[1], content.shape[0]), options.size)
+    styles = [media.load_image(s) if isinstance(s, (str, Path)) else media.as_rgb(s, "style")
+              for s in styles]
+    size = media.frame_size((content.shape[1], content.shape[0]), options.size)
     content = media.resize(content, size)
     stylizer = Stylizer([fit_style(s, options, size, content) for s in styles], options)
     x = to_tensor(content, stylizer.device)
