@@ -107,11 +107,19 @@ def test_average_pooling_replaces_max_pooling():
     assert not torch.equal(avg(x)["conv3_1"], VGGFeatures(features, ["conv3_1"])(x)["conv3_1"])
 
 
-def test_out_of_gpu_memory_is_one_line_with_a_fix(clip, style, tmp_path, monkeypatch):
+@pytest.mark.parametrize("error, message", [
+    (torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+     "out of GPU memory.*smaller --size"),
+    (RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't "
+                  "allocate memory: you tried to allocate 4000000000000 bytes"),
+     "out of memory at --size 32.*smaller size"),
+    (MemoryError(), "out of memory at --size 32")], ids=["gpu", "cpu", "numpy"])
+def test_out_of_memory_is_one_line_with_a_fix(clip, style, tmp_path, monkeypatch, error,
+                                              message):
     def oom(*args, **kwargs):
-        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        raise error
     monkeypatch.setattr(Stylizer, "stylize", oom)
-    with pytest.raises(vstyle.VStyleError, match="out of GPU memory.*smaller --size"):
+    with pytest.raises(vstyle.VStyleError, match=message):
         vstyle.stylize(clip, style, tmp_path / "out.gif", **TINY)
     assert not (tmp_path / "out.gif").exists()
     assert not list(tmp_path.glob(".out.gif*"))  # no work folder, no temp file
