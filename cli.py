@@ -16,8 +16,12 @@ def _interrupted_while_loading(signum, frame):
     os._exit(130)
 
 
-if os.path.basename(sys.argv[0]) in ("vstyle", "vstyle.exe", "cli.py"):  # run, not imported
-    signal.signal(signal.SIGINT, _interrupted_while_loading)  # main() puts Python's back
+# Run (not imported), and Ctrl-C not ignored by whoever started us (`cmd &` in a script);
+# main() puts back the handler found here.
+SIGINT_HANDLER = signal.getsignal(signal.SIGINT)
+if os.path.basename(sys.argv[0]) in ("vstyle", "vstyle.exe", "cli.py") and \
+        SIGINT_HANDLER is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _interrupted_while_loading)
 
 import time
 import warnings
@@ -33,6 +37,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
 from rich.text import Text
 
 import vstyle
+from vstyle import media
 from vstyle.media import OUTPUT_EXTS
 from vstyle.options import Options
 
@@ -203,6 +208,13 @@ def main_command(
             raise vstyle.VStyleError(f"vstyle batch takes INPUTS... then {n} style image"
                                      f"{'s' * (n > 1)} (one per --style-blend weight): got "
                                      f"{len(given)} paths in all")
+        for path in given[-n:]:
+            if media.input_kind(path) != "image":
+                raise vstyle.VStyleError(
+                    f"vstyle batch: {path} is no style image, yet the last {n} path"
+                    f"{'s are' if n > 1 else ' is'} the style{'s' * (n > 1)}"
+                    f"{f' (one per --style-blend weight)' if n > 1 else ''}: put the painting"
+                    f"{'s' * (n > 1)} last")
         run_batch(given[:-n], given[-n:], output, options, quiet, workers, ray, ray_address,
                   chunk_frames)
         return
@@ -404,7 +416,7 @@ def main() -> None:
         BATCH = True
         del sys.argv[1]
     warnings.showwarning = _show_warning
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C: KeyboardInterrupt again
+    signal.signal(signal.SIGINT, SIGINT_HANDLER)  # Ctrl-C: KeyboardInterrupt again
     signal.signal(signal.SIGTERM, _sigterm)
     try:
         code = app(standalone_mode=False, prog_name="vstyle batch" if BATCH else None)

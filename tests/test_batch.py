@@ -202,6 +202,10 @@ def test_batch_blends_the_last_paths_as_styles_and_says_when_paths_are_missing(s
                      *FAST)
     assert result.returncode == 1 and "vstyle batch takes INPUTS... then 2 style images" in \
         result.stderr and "Traceback" not in result.stderr
+    result = run_cli("batch", clip, clip, style, "-o", tmp_path / "out3", "--style-blend", "1,1",
+                     *FAST)  # one weight too many: a clip would be taken for a painting
+    assert result.returncode == 1 and f"{clip} is no style image, yet the last 2 paths are " \
+        "the styles" in result.stderr and not (tmp_path / "out3").exists()
 
 
 def test_batch_into_a_folder_it_cannot_make_is_one_line(style, tmp_path):

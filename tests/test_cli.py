@@ -415,6 +415,20 @@ def test_ctrl_c_while_torch_loads_is_one_word_not_a_traceback(clip, style, tmp_p
     assert not (tmp_path / "o").exists()
 
 
+def test_a_run_started_with_ctrl_c_ignored_ignores_it(clip, style, tmp_path):
+    # `vstyle ... &` in a script: the shell hands it SIGINT ignored, and it must stay so
+    import signal
+    import time
+    proc = subprocess.Popen(
+        [sys.executable, str(conftest.ROOT / "cli.py"), str(clip), str(style), "-o",
+         str(tmp_path / "out.gif"), *FAST], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and (tmp_path / "out.gif").exists(), err[-300:]
+
+
 def test_an_unwritable_report_folder_is_found_before_the_run(clip, style, tmp_path,
                                                               monkeypatch, capsys):
     (tmp_path / "locked").mkdir()

@@ -411,6 +411,7 @@ def test_folder_natural_sort_and_mixed_sizes(tmp_path):
     Image.fromarray(media.resize(frames[0], (96, 64))).save(folder / "frame11.png")  # larger
     (folder / "notes.txt").write_text("not a frame")
     (folder / ".hidden.png").write_bytes(b"")
+    write_gif(folder / "source.gif", frames, [100] * 4)  # the clip they came from: not a frame
     source = media.open_source(folder)
     assert [p.name for p in source.files] == ["Frame1.PNG", "frame2.png", "frame3.jpg",
                                               "frame10.png", "frame11.png"]

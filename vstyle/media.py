@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .errors import VStyleError, VStyleWarning
+from .options import MAX_SIZE
 
 # what ffmpeg decodes: phones, cameras (.mts/.m2ts: AVCHD), broadcast (.ts), older web video
 VIDEO_EXTS = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".mts",
@@ -231,8 +232,10 @@ def frame_size(size: tuple[int, int], long_side: int) -> tuple[int, int]:
     short = round(min(w, h) * long_side / max(w, h))
     if short < 16:
         needed = math.ceil(16 * max(w, h) / min(w, h))
+        fix = (f"use --size {needed} or more" if needed <= MAX_SIZE else
+               f"even --size {MAX_SIZE} cannot: crop or pad the input")
         raise VStyleError(f"--size {long_side} makes the {w}x{h} frames {short} px on their "
-                          f"short side; VGG19 needs 16: use --size {needed} or more")
+                          f"short side; VGG19 needs 16: {fix}")
     return fit_size(size, long_side)
 
 
@@ -314,12 +317,14 @@ def folder_images(path: Path) -> list[Path]:
 
 def _open_folder(path: Path, fps: float) -> Source:
     files = folder_images(path)
-    # clips (an animated WebP or PNG too) are not frames: reading their first frame as one
-    # would drop the rest unasked
-    clips = sorted((p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
-                    and input_kind(p) in ("video", "animation")), key=natural_key)
+    # an animated WebP or PNG is a clip, not a frame: read as one, all but its first frame
+    # would be dropped unasked (videos and GIFs beside frames are not read: left alone)
+    clips = [p for p in files if input_kind(p) == "animation"]
+    if not files and any(input_kind(p) in ("video", "animation") for p in path.iterdir()):
+        clips = sorted((p for p in path.iterdir() if input_kind(p) in ("video", "animation")),
+                       key=natural_key)
     if clips:
-        frames = len(set(files) - set(clips))
+        frames = len(files) - len(clips) if files else 0
         beside = f" beside {frames} frame{'s' * (frames != 1)}" if frames else ""
         raise VStyleError(f"folder {path} holds clips ({clips[0].name}"
                           f"{f' and {len(clips) - 1} more' if len(clips) > 1 else ''}){beside}, "

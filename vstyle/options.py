@@ -104,10 +104,13 @@ class Options:
                 value = [value]
             if value is not None:
                 try:
-                    setattr(self, name, tuple(kind(v) for v in value))
+                    converted = tuple(kind(v) for v in value)
+                    if kind is int and any(float(v) != c for v, c in zip(value, converted)):
+                        raise ValueError  # 2.7 frames back
                 except (TypeError, ValueError):
                     raise VStyleError(f"{name}={getattr(self, name)!r}: pass {kind.__name__} "
                                       "values, e.g. a tuple") from None
+                setattr(self, name, converted)
 
     def replace(self, **changes) -> "Options":
         return replace(self, **changes)
@@ -139,7 +142,8 @@ class Options:
         if self.style_size is not None and self.style_size < 16:
             bad("style_size", f"must be at least 16 px (got {self.style_size})")
         # each scale halves the first frame, down to 32 px: more would repeat the same size
-        most = 1 + max(0, int(math.log2(self.size / 32))) if self.size >= 32 else 1
+        most = len({max(32, self.size >> k) for k in range(self.size.bit_length())}) \
+            if self.size >= 32 else 1
         if self.scales > most:
             bad("scales", f"{self.scales} at --size {self.size}: at most {most} (each scale halves "
                 "the first frame, down to 32 px)")

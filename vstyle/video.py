@@ -121,8 +121,9 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
         except (MemoryError, RuntimeError) as error:  # torch's CPU allocator raises RuntimeError
             if not isinstance(error, MemoryError) and "can't allocate memory" not in str(error):
                 raise
-            raise VStyleError(f"out of memory at --size {options.size} (and --style-size): try a "
-                              "smaller size") from None
+            sizes = f"--size {options.size}" + (f" and --style-size {options.style_size}"
+                                                 if options.style_size else "")
+            raise VStyleError(f"out of memory at {sizes}: try a smaller size") from None
         finally:
             if work.done == 0:  # failed before the first frame (device, weights...): leave nothing
                 work.remove()
