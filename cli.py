@@ -370,12 +370,10 @@ class ProgressView:
         self.task = None
 
     def __enter__(self):
-        if not self.quiet:
-            self.progress.start()
         return self
 
     def __exit__(self, *exc):
-        if not self.quiet:
+        if self.task is not None:
             self.progress.stop()
 
     def __call__(self, event: vstyle.Event) -> None:
@@ -384,6 +382,8 @@ class ProgressView:
         if self.quiet:
             return
         if event.kind == "start":
+            # drawn from the first frame on: an error before it stays one line, no empty bar
+            self.progress.start()
             self.eta.start(event.n_frames)
             self.task = self.progress.add_task("stylizing", total=event.n_frames,
                                                completed=event.frame, it="-", loss="-")

@@ -415,6 +415,15 @@ def test_ctrl_c_while_torch_loads_is_one_word_not_a_traceback(clip, style, tmp_p
     assert not (tmp_path / "o").exists()
 
 
+def test_an_error_with_the_progress_bar_on_is_one_line_alone(clip, style, tmp_path,
+                                                             monkeypatch, capsys):
+    # the bar is drawn from the first frame on: before it, nothing but the error line
+    result = run_in_process([clip, style, "-o", "out.gif", "--size", "20"], tmp_path,
+                            monkeypatch, capsys)
+    assert result.returncode == 1 and result.stderr.startswith("error: --size 20 makes") and \
+        result.stderr.count("\n") == 1, repr(result.stderr)
+
+
 def test_a_run_started_with_ctrl_c_ignored_ignores_it(clip, style, tmp_path):
     # `vstyle ... &` in a script: the shell hands it SIGINT ignored, and it must stay so
     import signal
