@@ -10,8 +10,9 @@ from .errors import VStyleError
 
 STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 CONTENT_LAYERS = ("conv4_2",)
-# VGG19's activations at 8192 px take ~30 GB a pass; far larger only fails after minutes (or
-# is killed by the system without a word)
+# VGG19's first block keeps four 64-channel maps per pixel for the backward pass, ~1 KB a
+# pixel in fp32: tens of GB at 8192 px. Far larger only fails after minutes, or is killed by
+# the system without a word.
 MAX_SIZE = 8192
 MAX_FPS = 1000.0
 
