@@ -265,7 +265,7 @@ def run_batch(inputs: list[Path], styles: list[Path], outdir: Optional[Path], op
                                        ray_address=address, chunk_frames=chunk_frames,
                                        on_plan=lambda n: progress.update(task, total=n),
                                        on_done=on_done)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, vstyle.Interrupted):  # the latter: the job in this process
             raise vstyle.Interrupted("interrupted: run the same command again to go on (finished "
                                      "inputs are skipped, the others resume)") from None
     failed = [o for o in outcomes if o.status == "failed"]

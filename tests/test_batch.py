@@ -301,12 +301,13 @@ def test_chunks_refuse_options_that_need_the_whole_clip(style, tmp_path, flag):
     assert not (tmp_path / "out").exists()
 
 
-def test_kill_stops_a_batch_with_workers(style, tmp_path):
+@pytest.mark.parametrize("workers", ["2", "1"])  # 1: the job runs in the batch's own process
+def test_kill_stops_a_batch_with_workers(style, tmp_path, workers):
     inputs = [write_mp4(tmp_path / f"{k}.mp4", frames(30)) for k in "abcd"]
     out = tmp_path / "out"
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "cli.py"), "batch", *map(str, inputs), str(style), "-o",
-         str(out), "--workers", "2", "--size", "32", "--first-iterations", "50", "--iterations",
+         str(out), "--workers", workers, "--size", "32", "--first-iterations", "50", "--iterations",
          "50", "--tol", "0", "--quiet"], env={**os.environ, "VSTYLE_WEIGHTS": "random"},
         stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
