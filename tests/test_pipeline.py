@@ -191,6 +191,20 @@ def test_interrupted_run_resumes_without_a_seam(clip, style, tmp_path, gaps):
         assert np.abs(a.astype(int) - b).max() <= 1
 
 
+def test_a_shorter_rerun_keeps_the_longer_runs_frames(clip, style, tmp_path):
+    # 8 frames stylized (a run interrupted near its end), then --max-frames 3 for a quick look:
+    # the other 5 finished frames are kept for the whole clip, not deleted with the work folder
+    out = tmp_path / "out.gif"
+    vstyle.stylize(clip, style, out, keep_work=True, **TINY)
+    notices = []
+    short = vstyle.stylize(clip, style, out, max_frames=3, **TINY,
+                           on_event=lambda e: e.kind == "notice" and notices.append(e.message))
+    assert short.reused == 3 and notices[-1].startswith("kept 5 more finished frames in ")
+    assert list(tmp_path.glob(".out.gif.vstyle-work"))
+    whole = vstyle.stylize(clip, style, out, **TINY)
+    assert whole.reused == 8 and not list(tmp_path.glob(".out.gif.vstyle-work"))
+
+
 def test_changed_options_start_fresh(clip, style, tmp_path):
     work = tmp_path / "work"
     vstyle.stylize(clip, style, tmp_path / "a.gif", max_frames=2, work_dir=work, keep_work=True,

@@ -136,7 +136,10 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
                 result.consistency = metrics.consistency(
                     source.frames(size), work.frames(source.n_frames), options.flow)
             write_report(Path(report), result, options, source.path, style_paths)
-        if not keep_work:
+        if work.done > source.n_frames:  # an earlier, longer run's frames: hours of work
+            emit(Event("notice", message=f"kept {work.done - source.n_frames} more finished "
+                                         f"frames in {work.path} for a longer run"))
+        elif not keep_work:
             work.remove()
         return result
 
