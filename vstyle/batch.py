@@ -71,10 +71,8 @@ def expand_inputs(items: Iterable[str | Path]) -> list[Path]:
         if item.suffix.lower() == ".txt" and item.is_file():
             lines = [l.strip() for l in item.read_text().splitlines()]
             found += expand_inputs(item.parent / l for l in lines if l and not l.startswith("#"))
-        elif item.is_dir():  # videos and animations (GIF, WebP, APNG); else its images are frames
-            clips = sorted((p for p in item.iterdir() if p.is_file() and
-                            media.input_kind(p) in ("video", "animation")), key=media.natural_key)
-            found += clips or [item]
+        elif item.is_dir():  # its clips; else its images are the frames of one input
+            found += media.folder_clips(item) or [item]
         else:
             found.append(item)
     return found
@@ -300,7 +298,7 @@ def run_batch(inputs: list[Path], styles: list[Path], outdir: Path, options: Opt
         raise VStyleError("--loop and --preserve-colors need each clip in one piece (the last "
                           "frames lead into frame 1; colours are matched to frame 1): leave out "
                           "--chunk-frames")
-    media.check_writable(outdir / LEDGER, "the outputs")  # makes outdir, or says why not
+    media.check_writable(outdir / LEDGER, "folder for the outputs")  # makes outdir, or says why not
     outcomes, jobs = plan(inputs, styles, outdir, options, chunk_frames)
     if on_plan:
         on_plan(len(jobs))

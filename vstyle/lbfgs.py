@@ -53,9 +53,13 @@ class LBFGS:
         """-H g, H the inverse Hessian estimate (see `_combine`); one wait for the device."""
         if not self.order:
             return self._steepest(g)
-        S, Y = self.S[:self.used], self.Y[:self.used]
-        sg, yg = torch.stack([S @ g, Y @ g]).double().cpu().numpy()
-        return self._combine(g, sg, yg)[0]
+        return self._combine(g, *self._products(g))[0]
+
+    def _products(self, g: torch.Tensor) -> tuple[np.ndarray, np.ndarray, float]:
+        """(S g, Y g per slot, g.g) on the host: one wait for the device."""
+        S, Y = self._rows(g)
+        p = torch.cat([S @ g, Y @ g, (g @ g)[None]]).double().cpu().numpy()
+        return p[:self.used], p[self.used:-1], float(p[-1])
 
     def _steepest(self, g: torch.Tensor) -> torch.Tensor:
         return -g * (self.first_step / g.abs().max().clamp_min(1e-30))
@@ -135,9 +139,7 @@ class LBFGS:
             d = self._steepest(g)
         else:
             if self.products_of is not g:  # g did not come from the last step: one more wait
-                S, Y = self._rows(g)
-                p = torch.cat([S @ g, Y @ g, (g @ g)[None]]).double().cpu().numpy()
-                self.products_of, self.products = g, (p[:self.used], p[self.used:-1], float(p[-1]))
+                self.products_of, self.products = g, self._products(g)
             d, slope = self._combine(g, *self.products)
             if slope >= 0:  # not a descent direction: forget, go downhill
                 self.clear()

@@ -109,6 +109,9 @@ class Source:
 
     def window(self, start: int, end: int) -> "Source":
         """Frames [start, end) of this source, as a source of their own (without audio)."""
+        if not 0 <= start < min(end, self.n_frames):
+            raise VStyleError(f"frame_range {(start, end)}: pass (start, end) with 0 <= start < "
+                              f"end, start below the {self.n_frames} frames")
         end = min(end, self.n_frames)
         return replace(self, start=self.start + start, n_frames=end - start,
                        timing=self.timing.sliced(start, end), has_audio=False)
@@ -315,17 +318,20 @@ def folder_images(path: Path) -> list[Path]:
                    and not p.name.startswith(".") and p.is_file()), key=natural_key)
 
 
+def folder_clips(path: Path) -> list[Path]:
+    """A folder's videos and animations (GIF, animated WebP or PNG), in natural order."""
+    return sorted((p for p in path.iterdir() if p.is_file() and
+                   input_kind(p) in ("video", "animation")), key=natural_key)
+
+
 def _open_folder(path: Path, fps: float) -> Source:
     files = folder_images(path)
     # an animated WebP or PNG is a clip, not a frame: read as one, all but its first frame
     # would be dropped unasked (videos and GIFs beside frames are not read: left alone)
-    clips = [p for p in files if input_kind(p) == "animation"]
-    if not files and any(input_kind(p) in ("video", "animation") for p in path.iterdir()):
-        clips = sorted((p for p in path.iterdir() if input_kind(p) in ("video", "animation")),
-                       key=natural_key)
+    clips = [p for p in files if input_kind(p) == "animation"] if files else folder_clips(path)
     if clips:
-        frames = len(files) - len(clips) if files else 0
-        beside = f" beside {frames} frame{'s' * (frames != 1)}" if frames else ""
+        frames = len(files) - len(clips)
+        beside = f" beside {frames} frame{'s' * (frames != 1)}" if frames > 0 else ""
         raise VStyleError(f"folder {path} holds clips ({clips[0].name}"
                           f"{f' and {len(clips) - 1} more' if len(clips) > 1 else ''}){beside}, "
                           f"not only frames: stylize the clips with `vstyle batch {path} STYLE -o "
@@ -753,13 +759,13 @@ def check_output(output: Path, source: Source, style_paths: Sequence[Path] = (),
     check_not_overwriting(output, "output", source, style_paths)
     if kind == "folder":
         _check_folder_target(output)
-    check_writable(output, "output")
+    check_writable(output, "output folder")
     return kind
 
 
-def check_writable(path: Path, name: str, create: bool = True) -> None:
+def check_writable(path: Path, what: str, create: bool = True) -> None:
     """Refuse a file that cannot be written beside `path` (its folder made first where
-    `create`): found before a long run, not after it."""
+    `create`): found before a long run, not after it. `what`: the folder, as the fix names it."""
     try:
         if create:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -768,8 +774,7 @@ def check_writable(path: Path, name: str, create: bool = True) -> None:
         os.remove(probe)
     except OSError as error:
         raise VStyleError(f"cannot write to {path.parent} ({_brief(error)}): choose a writable "
-                          f"{'output ' if name == 'output' else ''}folder"
-                          f"{'' if name == 'output' else f' for {name}'}") from None
+                          f"{what}") from None
 
 
 def check_not_overwriting(path: Path, name: str, source: Source,

@@ -78,9 +78,6 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
     source = (input if isinstance(input, media.Source)
               else media.open_source(input, options.max_frames, options.fps))
     if frame_range is not None:
-        if not 0 <= frame_range[0] < min(frame_range[1], source.n_frames):
-            raise VStyleError(f"frame_range {tuple(frame_range)}: pass (start, end) with "
-                              f"0 <= start < end, start below the {source.n_frames} frames")
         source = source.window(*frame_range)
     style_images = [media.load_image(p) for p in style_paths]
     output = Path(output) if output is not None else media.default_output(source, style_paths)
@@ -167,7 +164,7 @@ def check_report(path: Path, output: Path, source: media.Source,
     if not path.parent.is_dir():
         raise VStyleError(f"--report {path}: folder {path.parent} does not exist: create it "
                           "or write the report elsewhere")
-    media.check_writable(path, "--report", create=False)
+    media.check_writable(path, "folder for --report", create=False)
 
 
 def check_work_dir(work_dir: Path, output: Path, report: str | Path | None) -> None:
