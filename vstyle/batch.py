@@ -298,7 +298,8 @@ def run_batch(inputs: list[Path], styles: list[Path], outdir: Path, options: Opt
         raise VStyleError("--loop and --preserve-colors need each clip in one piece (the last "
                           "frames lead into frame 1; colours are matched to frame 1): leave out "
                           "--chunk-frames")
-    media.check_writable(outdir / LEDGER, "folder for the outputs")  # makes outdir, or says why not
+    # makes outdir, or says why it cannot
+    media.check_writable(outdir / LEDGER, "folder for the outputs")
     outcomes, jobs = plan(inputs, styles, outdir, options, chunk_frames)
     if on_plan:
         on_plan(len(jobs))
