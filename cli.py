@@ -146,7 +146,12 @@ def main_command(
     weights: str = HardwareOption(D.weights,
         help="imagenet | random | PATH to a VGG19 state dict (env: VSTYLE_WEIGHTS)."),
     seed: int = OptimizerOption(D.seed, help="Random seed (noise init, random weights)."),
-    max_frames: Optional[int] = OutputOption(None, help="Only the first N frames."),
+    start: Optional[str] = OutputOption(None, metavar="TIME",
+        help="Start this far into the clip: seconds (7.5) or [HH:]MM:SS (1:30)."),
+    end: Optional[str] = OutputOption(None, metavar="TIME",
+        help="End this far into the clip (same forms)."),
+    max_frames: Optional[int] = OutputOption(None,
+        help="Only the first N frames (from --start)."),
     fps: Optional[float] = OutputOption(None,
         help="Output frame rate (default: the input's; folders: 10). A clip is resampled: frames "
              "dropped or repeated, same length, sound kept."),
@@ -196,7 +201,8 @@ def main_command(
         preserve_colors=preserve_colors, scales=scales, optimizer=optimizer, lr=lr, init=init,
         warm_start=warm_start, flow=flow, loop=loop, device=device, precision=precision,
         cuda_graphs=cuda_graphs, weights=weights, seed=seed,
-        max_frames=max_frames, fps=fps, crf=crf, gif_dither=gif_dither, compare=compare)
+        start=0.0 if start is None else start, end=end, max_frames=max_frames, fps=fps,
+        crf=crf, gif_dither=gif_dither, compare=compare)
     if BATCH:
         if report or work_dir or keep_work or restart:
             raise vstyle.VStyleError("--report, --work-dir, --keep-work and --restart are for one "

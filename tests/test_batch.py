@@ -240,6 +240,16 @@ def test_chunked_run_matches_an_unchunked_one(style, tmp_path):
     assert meta_b["duration"] == pytest.approx(meta_a["duration"], abs=0.05)
 
 
+def test_a_chunked_batch_cuts_every_input_at_start(style, tmp_path):
+    clip = with_audio(write_mp4(tmp_path / "v.mp4", frames(12)), tmp_path / "long.mp4")
+    result = run_cli("batch", clip, style, "-o", tmp_path / "out", "--chunk-frames", 5,
+                     "--start", "0.25", *FAST)
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "out" / "long-style.mp4"
+    assert imageio_ffmpeg.count_frames_and_secs(str(out))[0] == 9  # frames 3..11
+    assert "audio_codec" in iio.immeta(out)
+
+
 def test_plan_leaves_out_its_own_outputs_and_fails_clashing_inputs(style, tmp_path):
     clips = tmp_path / "clips"
     for folder in ("a", "b"):

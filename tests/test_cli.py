@@ -8,6 +8,7 @@ mixed sizes; an output folder that does not exist yet) work.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -252,15 +253,34 @@ def _(d: Path):
     return ["clip.mp4", "style.png", "-o", "out", "--report", "out/00001.png"]
 
 
-@bad("--report in a missing folder", "--report nope/r.json: folder nope does not exist")
+@bad("--report under a file", "cannot write to taken (taken is a file)",
+     "choose a writable folder for --report")
 def _(d: Path):
-    return ["clip.mp4", "style.png", "-o", "out.gif", "--report", "nope/r.json"]
+    (d / "taken").write_text("a file, not a folder\n")
+    return ["clip.mp4", "style.png", "-o", "out.gif", "--report", "taken/r.json"]
+
+
+@bad("a refusal after the checks of new folders", "--work-dir new would hold the output")
+def _(d: Path):  # the output's and the report's folders were checked, not made
+    return ["clip.mp4", "style.png", "-o", "new/out.gif", "--report", "new/logs/r.json",
+            "--work-dir", "new"]
 
 
 @bad("--work-dir holding the output", "--work-dir w would hold the output w/out.gif",
      "put it elsewhere")
 def _(d: Path):
     return ["clip.mp4", "style.png", "-o", "w/out.gif", "--work-dir", "w"]
+
+
+@bad("--end before --start", "--end must come after --start (got 0.2 s, --start 0.5 s)")
+def _(d: Path):
+    return ["clip.mp4", "style.png", "-o", "out.gif", "--start", "0.5", "--end", "0.2"]
+
+
+@bad("--start past the end", "--start 60 s is past the end of video clip.mp4 (",
+     "pass an earlier --start")
+def _(d: Path):
+    return ["clip.mp4", "style.png", "-o", "out.gif", "--start", "1:00"]
 
 
 @bad("--style-blend all zero", "--style-blend needs at least one weight above 0")
@@ -547,10 +567,14 @@ def test_folder_of_mixed_sizes_follows_the_first_image(tmp_path, style):
 
 
 def test_missing_output_folders_are_created_and_max_frames_cuts(tmp_path, clip, style):
-    out = tmp_path / "new" / "deeper" / "out.mp4"
-    ok(run_cli(clip, style, "-o", out, "--max-frames", "3", *FAST))
+    out, report = tmp_path / "new" / "deeper" / "out.mp4", tmp_path / "logs" / "r.json"
+    ok(run_cli(clip, style, "-o", out, "--max-frames", "3", "--report", report,
+               "--work-dir", tmp_path / "work", *FAST))
     assert mp4_frames(out) == 3
-    assert listing(out.parent) == ["out.mp4"]  # no scratch files, no work folder
+    assert listing(out.parent) == ["out.mp4"]  # no scratch files
+    assert json.loads(report.read_text())["frames"] == 3
+    assert listing(tmp_path) == ["clip.mp4", "logs", "logs/r.json", "new", "new/deeper",
+                                 "new/deeper/out.mp4", "style.png"]  # the work folder is gone
 
 
 # --- the CLI contract ----------------------------------------------------------------------------

@@ -82,6 +82,18 @@ def test_python_callers_may_pass_one_value_for_a_tuple_option(clip, style, tmp_p
     assert not list(tmp_path.glob("*out*"))
 
 
+@pytest.mark.parametrize("text, seconds", [("90", 90), ("7.5", 7.5), ("1:30", 90),
+                                           ("0:01:30.5", 90.5), (" 2:00 ", 120), (3, 3)])
+def test_start_and_end_take_seconds_or_clock_times(text, seconds):
+    assert vstyle.Options(start=text, end=text).start == seconds
+
+
+@pytest.mark.parametrize("text", ["x", "1:70", "-3", "1:2:3:4", "", "1:-5"])
+def test_a_start_that_is_no_time_is_refused(text):
+    with pytest.raises(vstyle.VStyleError, match=r"--start .* is not a time: pass seconds"):
+        vstyle.Options(start=text)
+
+
 def test_scales_run_the_first_frame_coarse_to_fine(clip, style, tmp_path, monkeypatch):
     sizes = []
     original = Stylizer.stylize

@@ -441,6 +441,65 @@ def test_window_decodes_exactly_its_frames(tmp_path, kind):
     assert np.array_equal(next(window.window(1, 3).frames()), whole[4])
 
 
+@pytest.mark.parametrize("kind", ["mp4", "gif", "folder"])
+def test_start_and_end_cut_a_clip_by_time(tmp_path, kind):
+    frames = moving_square(12)  # 10 fps: frame i is on screen from i/10 s
+    path = tmp_path / f"clip.{kind}" if kind != "folder" else tmp_path / "frames"
+    if kind == "folder":
+        path.mkdir()
+        for i, frame in enumerate(frames):
+            Image.fromarray(frame).save(path / f"{i:03d}.png")
+    else:
+        media.write_output(frames, path, kind, Timing(10.0, None))
+    whole = list(media.open_source(path, fps=10 if kind == "folder" else None).frames())
+    # a video starts at its first frame from --start on, a GIF or folder at the one on screen
+    first = 4 if kind == "mp4" else 3
+    cut = media.open_source(path, start=0.35, end=0.8)
+    part = list(cut.frames())
+    assert cut.n_frames == len(part) == 8 - first
+    assert all(np.array_equal(a, b) for a, b in zip(part, whole[first:8]))
+    assert cut.timing.seconds(cut.n_frames) == pytest.approx((8 - first) / 10)
+    capped = media.open_source(path, max_frames=2, start=0.35)  # counted from --start
+    assert capped.n_frames == 2 and np.array_equal(next(capped.frames()), whole[first])
+    assert media.open_source(path, start=0.35).n_frames == 12 - first  # to the end
+    assert len(list(cut.window(1, 3).frames())) == 2  # a batch's chunk of a cut clip
+    with pytest.raises(VStyleError, match=r"--start 5 s is past the end of .* \(1.2 s long\): "
+                                          "pass an earlier --start"):
+        media.open_source(path, start=5)
+
+
+def test_start_in_a_held_gif_frame_keeps_it_for_its_own_duration(tmp_path):
+    path = tmp_path / "held.gif"
+    media.write_output(moving_square(3), path, "gif", Timing(1000 * 3 / 1400, [200, 1000, 200]))
+    cut = media.open_source(path, start=0.7)  # half-way through the held frame
+    assert (cut.n_frames, cut.timing.durations_ms) == (2, [1000, 200])
+
+
+def test_start_cuts_the_sound_with_the_pictures(tmp_path):
+    video = write_video(tmp_path / "silent.mp4", moving_square(24), 12)  # 2 s
+    beeping = tmp_path / "beep.mp4"  # silence but for a tone from 1.0 to 1.3 s
+    subprocess.run([FFMPEG, "-y", "-v", "error", "-i", str(video), "-f", "lavfi", "-i",
+                    "sine=frequency=1000:duration=2,volume=enable='not(between(t,1,1.3))':volume=0",
+                    "-c:v", "copy", "-c:a", "aac", str(beeping)], check=True)
+    source = media.open_source(beeping, start=0.75)
+    assert source.n_frames == 15  # frames 9..23 start at or after 0.75 s
+    out = tmp_path / "out.mp4"
+    media.write_output(lambda: source.frames(), out, "mp4", source.timing, audio_from=beeping,
+                       audio_seek=source.seek)
+    pcm = subprocess.run([FFMPEG, "-v", "error", "-i", str(out), "-f", "s16le", "-ac", "1",
+                          "-ar", "8000", "-"], capture_output=True, check=True).stdout
+    loud = np.abs(np.frombuffer(pcm, np.int16).astype(float)).reshape(-1, 400).mean(axis=1)
+    heard = np.flatnonzero(loud > 0.5 * loud.max()) * 0.05  # 50 ms windows
+    assert 0.2 <= heard.min() <= 0.3 and 0.5 <= heard.max() <= 0.6, heard
+
+
+def test_start_on_a_still_image_is_refused(tmp_path):
+    path = tmp_path / "photo.png"
+    Image.fromarray(moving_square(1)[0]).save(path)
+    with pytest.raises(VStyleError, match="photo.png is one image: leave them out"):
+        media.open_source(path, start=1)
+
+
 def test_still_image_source(tmp_path):
     path = tmp_path / "photo.jpg"
     Image.fromarray(moving_square(1)[0]).save(path, quality=95)
@@ -749,8 +808,8 @@ def test_check_output(tmp_path):
     clip = write_video(tmp_path / "clip.mp4", moving_square(3), fps=10)
     source = media.open_source(clip)
     assert media.check_output(tmp_path / "new" / "deeper" / "out.gif", source) == "gif"
-    assert (tmp_path / "new" / "deeper").is_dir()
-    assert sorted(p.name for p in (tmp_path / "new" / "deeper").iterdir()) == []  # probe removed
+    assert not (tmp_path / "new").exists()  # a check makes nothing; the run makes the folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]  # the probe is removed
     with pytest.raises(VStyleError, match="is the input itself"):
         media.check_output(tmp_path / "." / "clip.mp4", source)
     with pytest.raises(VStyleError, match=r"still image.*\.gif, \.webp, \.mp4 or a folder"):

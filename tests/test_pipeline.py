@@ -145,6 +145,15 @@ def test_real_clip_yuv444_with_audio(style, tmp_path):
     assert media.gif_info(gif)[0] == 6
 
 
+def test_start_and_end_stylize_part_of_a_clip_with_its_sound(style, tmp_path):
+    clip = with_audio(write_mp4(tmp_path / "v.mp4", frames(12)), tmp_path / "a.mp4")  # 1 s
+    out = tmp_path / "part.mp4"
+    result = vstyle.stylize(clip, style, out, start=0.25, end="0:00.75", **TINY)
+    assert result.n_frames == imageio_ffmpeg.count_frames_and_secs(str(out))[0] == 6
+    meta = iio.immeta(out)  # frames 3..8, and the sound from 0.25 s on
+    assert "audio_codec" in meta and meta["duration"] == pytest.approx(0.5, abs=0.05)
+
+
 def test_a_failed_save_stops_the_run_at_the_next_frame(clip, style, tmp_path, monkeypatch):
     # frames are written in a thread while the next one is optimized
     from vstyle.workdir import WorkDir

@@ -115,6 +115,8 @@ def drop_stale_chunks(output: Path, jobs: list[Job]) -> None:
     """Remove chunks (and their work folders) of an earlier plan for this output: other chunk
     sizes, options or inputs."""
     current, prefix = {job.output.name for job in jobs}, chunk_prefix(output)
+    if not output.parent.is_dir():
+        return  # a new OUTDIR: made once the plan holds
     names = {p.name for p in output.parent.iterdir()}
     # finished chunks, and unfinished ones by their work folders (".<chunk>.vstyle-work")
     chunks = {n for n in names if n.startswith(prefix)} | \
@@ -160,7 +162,7 @@ def join_chunks(output: Path, chunks: list[Job], options: Options) -> int:
                               "command again")
     frames = lambda: joined_frames(chunks)  # noqa: E731 - write_output may read them twice
     media.write_output(frames, output, kind, source.timing,
-                       audio_from=audio_for(source, kind),
+                       audio_from=audio_for(source, kind), audio_seek=source.seek,
                        crf=options.crf, gif_dither=options.gif_dither)
     for job in chunks:
         shutil.rmtree(job.output, ignore_errors=True)
@@ -229,7 +231,8 @@ def plan(inputs: list[Path], styles: list[Path], outdir: Path, options: Options,
             outcome.status = "skipped"
             continue
         try:
-            source = media.open_source(input, options.max_frames, options.fps)
+            source = media.open_source(input, options.max_frames, options.fps, options.start,
+                                       options.end)
             # found now, not when the chunks are joined
             media.check_output(output, source, styles,
                                written_size(media.frame_size(source.size, options.size), options))
@@ -254,7 +257,8 @@ def recipe(input: Path, output: Path, style_hashes: list[str], options: Options)
     kind = media.output_kind(output)
     what = {"input": str(input.resolve()), "styles": style_hashes,
             "files": fingerprint(input, media.folder_images(input) if input.is_dir() else None),
-            "frames": [options.result_key(), options.max_frames, options.fps, options.compare],
+            "frames": [options.result_key(), options.max_frames, options.end, options.fps,
+                       options.compare],
             "encoding": {"mp4": options.crf, "gif": options.gif_dither}.get(kind)}
     return hashlib.sha1(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -298,9 +302,9 @@ def run_batch(inputs: list[Path], styles: list[Path], outdir: Path, options: Opt
         raise VStyleError("--loop and --preserve-colors need each clip in one piece (the last "
                           "frames lead into frame 1; colours are matched to frame 1): leave out "
                           "--chunk-frames")
-    # makes outdir, or says why it cannot
     media.check_writable(outdir / LEDGER, "folder for the outputs")
     outcomes, jobs = plan(inputs, styles, outdir, options, chunk_frames)
+    outdir.mkdir(parents=True, exist_ok=True)  # once the plan holds
     if on_plan:
         on_plan(len(jobs))
     runner = _run_ray if use_ray else _run_local

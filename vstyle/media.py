@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import tempfile
 import warnings
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -98,6 +98,8 @@ class Source:
     matrix: str = ""  # video: the YUV matrix to decode with where the file names none
     resample: str = ""  # video: the rate (ffmpeg's fps filter) its frames are taken at (--fps)
     picks: list[int] | None = field(default=None, repr=False)  # GIF, --fps: its frames shown
+    seek: float = 0.0  # video, --start: seconds in (from its first picture) where it starts
+    until: float | None = None  # video, --end: where it stops
 
     def frames(self, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
         """Lazily decode the n_frames frames, RGB uint8 (H, W, 3), resized to size=(w, h) if given."""
@@ -265,12 +267,13 @@ def _brief(error: BaseException) -> str:
 # --- decoding ------------------------------------------------------------------------------------
 
 def open_source(path: str | Path, max_frames: int | None = None,
-                fps: float | None = None) -> Source:
+                fps: float | None = None, start: float = 0.0, end: float | None = None) -> Source:
     """Probe an input (kind, exact frame count, size, timing, audio) without decoding it all.
 
     fps (--fps): the output's frame rate. A video or GIF is resampled to it: frames are
     dropped (or repeated), the clip keeps its length and its sound, and fewer frames are
-    stylized. A folder or a still just plays at it."""
+    stylized. A folder or a still just plays at it. start, end (--start, --end, seconds): the
+    part of a clip to stylize; max_frames counts from start."""
     path = Path(path)
     if not path.exists():
         raise VStyleError(f"input {path} not found: check the path")
@@ -280,7 +283,7 @@ def open_source(path: str | Path, max_frames: int | None = None,
     if kind == "folder":
         source = _open_folder(path, fps or FOLDER_FPS)
     elif kind == "video":
-        source = _open_video(path, max_frames, fps)
+        source = _open_video(path, max_frames, fps, start, end)
     elif kind == "animation":
         source = _open_animation(path, fps)
     elif kind == "image":
@@ -289,6 +292,8 @@ def open_source(path: str | Path, max_frames: int | None = None,
     else:
         supported = ", ".join(sorted(VIDEO_EXTS | IMAGE_EXTS | {".gif"}))
         raise VStyleError(f"input {path} has an unsupported extension: pass a folder or one of {supported}")
+    if kind != "video" and (start or end is not None):
+        source = _cut(source, start, end)
     if max_frames is not None and max_frames < source.n_frames:
         source.n_frames, source.timing = max_frames, source.timing.sliced(0, max_frames)
     return source
@@ -352,18 +357,21 @@ def _unreadable_video(path: Path, error: BaseException) -> VStyleError:
                        "truncated; re-export or re-download it")
 
 
-def _open_video(path: Path, max_frames: int | None = None, fps: float | None = None) -> Source:
+def _open_video(path: Path, max_frames: int | None = None, fps: float | None = None,
+                start: float = 0.0, end: float | None = None) -> Source:
     resample = str(Fraction(fps).limit_denominator(1001)) if fps else ""  # a ratio for ffmpeg
     try:
         reader = imageio_ffmpeg.read_frames(str(path))
         meta = next(reader)
         reader.close()
-        n, seconds = _count_frames(path, max_frames, resample)
+        n, seconds = _count_frames(path, max_frames, _timeline(resample, start, end))
     except Exception as error:  # anything ffmpeg or its header parser raise: the file is unusable
         if "does not contain any stream" in str(error):  # ffmpeg found no picture to decode
             raise VStyleError(f"video {path} has no video frames (no video stream, or an empty "
                               "one): pass a video with pictures, not an audio-only file") from None
         raise _unreadable_video(path, error) from None
+    if not n and start:
+        raise _past_the_end(path, "video", start, meta.get("duration"))
     if not n:
         raise _unreadable_video(path, ValueError("no decodable frames"))
     fps = fps or meta.get("fps") or (n / seconds if seconds else 25.0)
@@ -375,7 +383,39 @@ def _open_video(path: Path, max_frames: int | None = None, fps: float | None = N
     return Source(path, "video", n, tuple(meta["size"]), Timing(float(fps), None),
                   "audio_codec" in meta, matrix=_assumed_matrix(meta.get("pix_fmt", ""),
                                                                 meta["source_size"]),
-                  resample=resample)
+                  resample=resample, seek=start, until=end)
+
+
+def _timeline(resample: str, seek: float, until: float | None) -> list[str]:
+    """ffmpeg filters: timestamps from the first picture, cut to [seek, until) (--start,
+    --end: frames that start in it; decoded from 0:00, as ffmpeg's seeking gave garbled frames
+    on a real clip, cockatoo.mp4, even from its IDR frame at 3.8 s), then --fps's resampling."""
+    cut = [f"trim=start={seek:.6f}" + (f":end={until:.6f}" if until is not None else ""),
+           "setpts=PTS-STARTPTS"] if seek or until is not None else []
+    return ["setpts=PTS-STARTPTS", *cut, *_resampled(resample)]
+
+
+def _past_the_end(path: Path, what: str, start: float, length: float | None) -> VStyleError:
+    long = f" ({length:g} s long)" if length else ""
+    return VStyleError(f"--start {start:g} s is past the end of {what} {path}{long}: pass an "
+                       "earlier --start")
+
+
+def _cut(source: Source, start: float, end: float | None) -> Source:
+    """An animation's or a folder's frames from the one on screen at `start` to the last that
+    starts before `end` (a video is cut by ffmpeg as it is read: _timeline)."""
+    if source.kind == "image":
+        raise VStyleError(f"--start and --end cut clips; {source.path} is one image: leave them out")
+    durations = source.timing.durations_ms
+    starts = ([t / 1000 for t in accumulate(durations, initial=0)] if durations is not None
+              else [i / source.timing.fps for i in range(source.n_frames + 1)])
+    slack = START_SLACK_MS / 1000  # as gif_picks: a frame's start is rounded to its format's clock
+    first = bisect_right(starts, start + slack) - 1
+    if first >= source.n_frames:
+        raise _past_the_end(source.path, "clip" if source.kind == "animation" else "folder",
+                            start, starts[-1])
+    last = source.n_frames if end is None else bisect_left(starts, end - slack)
+    return source.window(first, max(last, first + 1))
 
 
 # YUV matrices ffmpeg names in a stream's description, e.g. "yuv420p(tv, bt709, progressive)"
@@ -397,14 +437,15 @@ def _assumed_matrix(pix_fmt: str, size: tuple[int, int]) -> str:
     return "bt709" if w >= 1280 or h > 576 else ""
 
 
-def _count_frames(path: Path, limit: int | None = None, resample: str = "") -> tuple[int, float]:
+def _count_frames(path: Path, limit: int | None = None,
+                  timeline: Sequence[str] = ("setpts=PTS-STARTPTS",)) -> tuple[int, float]:
     """Decode the first video stream (or its first `limit` frames) to nowhere: the frame count
     and their length, timed from the first picture (where the sound starts earlier, the file's
     own clock adds the gap). The limit matters: `--max-frames 24` of a two-minute 1080p clip
     waited 11 s for this on 2 cores, of an hour-long film minutes. With a limit, the length is
     where the next frame starts: ffmpeg's end time for a clip cut short is wrong for MKV and TS
-    with variable frame rate (0.04 s for frames lasting 0.08 s)."""
-    filters, cap = ["setpts=PTS-STARTPTS", *_resampled(resample)], []
+    with variable frame rate (0.04 s for frames lasting 0.08 s). timeline: _timeline's filters."""
+    filters, cap = list(timeline), []
     if limit is not None:
         filters, cap = filters + ["showinfo"], ["-frames:v", str(limit + 1)]
     proc = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path),
@@ -429,8 +470,7 @@ def _video_frames(source: Source) -> Iterator[np.ndarray]:
     # the fps filter's, for --fps).
     params = ["-map", "0:v:0", "-fps_mode", "passthrough"]
     filters = [f"setparams=colorspace={source.matrix}"] if source.matrix else []
-    if source.resample:
-        filters += ["setpts=PTS-STARTPTS", *_resampled(source.resample)]  # as counted
+    filters += _timeline(source.resample, source.seek, source.until)  # as counted
     if source.start:  # a window: ffmpeg drops the frames before it (decoded, never piped to us)
         filters.append(f"select=gte(n\\,{source.start})")
     if filters:
@@ -763,13 +803,17 @@ def check_output(output: Path, source: Source, style_paths: Sequence[Path] = (),
     return kind
 
 
-def check_writable(path: Path, what: str, create: bool = True) -> None:
-    """Refuse a file that cannot be written beside `path` (its folder made first where
-    `create`): found before a long run, not after it. `what`: the folder, as the fix names it."""
+def check_writable(path: Path, what: str) -> None:
+    """Refuse a file that cannot be written at `path`: found before a long run, not after it.
+    A missing folder is not made here (a later check may still refuse the run), only its
+    nearest existing parent is tried. `what`: the folder, as the fix names it."""
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
     try:
-        if create:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+        if not folder.is_dir():
+            raise NotADirectoryError(f"{folder} is a file")
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=folder)
         os.close(fd)
         os.remove(probe)
     except OSError as error:
@@ -938,7 +982,7 @@ def _audio_codec(path: Path) -> str | None:
 
 
 def _write_mp4(frames: Callable[[], Iterable[np.ndarray]], out: Path, timing: Timing,
-               audio_from: Path | None, crf: int) -> None:
+               audio_from: Path | None, audio_seek: float, crf: int) -> None:
     size, it = _first(frames(), even=True)  # yuv420p needs even sides: drop a column/row
     count = [0]
     counted = _counted(it, count)
@@ -957,7 +1001,8 @@ def _write_mp4(frames: Callable[[], Iterable[np.ndarray]], out: Path, timing: Ti
     with _scratch(out, ".video.mp4") as silent:
         _ffmpeg([*video, "-f", "mp4", str(silent)], counted)
         codec = _audio_codec(audio_from)
-        _ffmpeg(["-i", str(silent), "-i", str(audio_from), "-map", "0:v:0", "-map", "1:a:0?",
+        seek = ["-ss", f"{audio_seek:.6f}"] if audio_seek else []  # --start: the sound too
+        _ffmpeg(["-i", str(silent), *seek, "-i", str(audio_from), "-map", "0:v:0", "-map", "1:a:0?",
                  "-c:v", "copy", "-c:a", "copy" if codec in MP4_AUDIO_COPY else "aac",
                  "-t", f"{timing.seconds(count[0]):.6f}", "-movflags", "+faststart", "-f", "mp4",
                  str(out)])
@@ -998,14 +1043,15 @@ def _write_image(frames: Callable[[], Iterable[np.ndarray]], out: Path) -> None:
 
 
 def write_output(frames: Callable[[], Iterable[np.ndarray]], output: Path, kind: str,
-                 timing: Timing, *, audio_from: Path | None = None, crf: int = 18,
-                 gif_dither: str = "bayer") -> None:
+                 timing: Timing, *, audio_from: Path | None = None, audio_seek: float = 0.0,
+                 crf: int = 18, gif_dither: str = "bayer") -> None:
     """Encode frames into output, atomically: nothing appears there unless all of it worked.
 
     frames is a zero-argument callable returning a fresh iterable of RGB uint8 (H, W, 3) frames
     (a list is accepted too): a GIF reads them twice, once for its one palette and once to map
     them, so that memory stays flat. kind is check_output's answer; audio_from (video sources
-    with audio only) is muxed into an mp4 and cut to the video's length.
+    with audio only) is muxed into an mp4, from audio_seek seconds in (--start), and cut to
+    the video's length.
     """
     output = Path(output)
     if not callable(frames):
@@ -1013,6 +1059,7 @@ def write_output(frames: Callable[[], Iterable[np.ndarray]], output: Path, kind:
             raise TypeError("frames must be a list or a callable returning fresh frames, not an iterator")
         items = frames
         frames = lambda: items  # noqa: E731 - a list can be read twice as it is
+    output.parent.mkdir(parents=True, exist_ok=True)  # check_output made no folder
     try:
         if kind == "folder":
             _write_folder(frames, output)
@@ -1021,7 +1068,7 @@ def write_output(frames: Callable[[], Iterable[np.ndarray]], output: Path, kind:
             if kind == "gif":
                 _write_gif(frames, tmp, timing, gif_dither)
             elif kind == "mp4":
-                _write_mp4(frames, tmp, timing, audio_from, crf)
+                _write_mp4(frames, tmp, timing, audio_from, audio_seek, crf)
             elif kind == "webp":
                 _write_webp(frames, tmp, timing)
             elif kind == "image":

@@ -17,6 +17,20 @@ MAX_SIZE = 8192
 MAX_FPS = 1000.0
 
 
+def seconds(value: str | float | None, name: str) -> float | None:
+    """A time as seconds: 90, 90.5, "1:30" or "0:01:30.5" (as ffmpeg takes them)."""
+    if value is None or isinstance(value, (int, float)):
+        return value
+    try:
+        parts = [float(p) for p in str(value).strip().split(":")]
+        if len(parts) > 3 or any(p < 0 for p in parts) or any(p >= 60 for p in parts[1:]):
+            raise ValueError
+    except ValueError:
+        raise VStyleError(f"--{name} {value!r} is not a time: pass seconds (90, 7.5) or "
+                          "[HH:]MM:SS (1:30, 0:01:30.5)") from None
+    return sum(p * 60 ** k for k, p in enumerate(reversed(parts)))
+
+
 def default_weights() -> str:
     """`VSTYLE_WEIGHTS` lets scripts and CI pick the weights without a flag."""
     return os.environ.get("VSTYLE_WEIGHTS") or "imagenet"
@@ -75,6 +89,8 @@ class Options:
     loop: bool = False  # close the loop: the last frame flows into the first
     max_frames: int | None = None
     fps: float | None = None  # None: the input's (folders: 10); a clip is resampled to it
+    start: float = 0.0  # seconds into the clip where the run starts ("1:30" is taken too)
+    end: float | None = None  # seconds into the clip where it ends; None: the clip's end
 
     # --- runtime ------------------------------------------------------------------------------
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -94,6 +110,7 @@ class Options:
     compare: bool = False  # content | style | result side by side
 
     def __post_init__(self):
+        self.start, self.end = seconds(self.start, "start"), seconds(self.end, "end")
         # Python callers may pass one value, or a comma-separated string, for a tuple option
         for name, kind in (("temporal_frames", int), ("content_layers", str),
                            ("style_layers", str), ("style_layer_weights", float),
@@ -166,6 +183,10 @@ class Options:
         if not self.temporal_frames or min(self.temporal_frames) < 1:
             bad("temporal_frames", f"must be frame gaps of 1 or more, e.g. 1,2,4 (got "
                 f"{','.join(map(str, self.temporal_frames))})")
+        if not math.isfinite(self.start) or self.start < 0:
+            bad("start", f"must be a time of 0 or more (got {self.start})")
+        if self.end is not None and (not math.isfinite(self.end) or self.end <= self.start):
+            bad("end", f"must come after --start (got {self.end:g} s, --start {self.start:g} s)")
         if self.max_frames is not None and self.max_frames < 1:
             bad("max_frames", f"must be at least 1 (got {self.max_frames})")
         if not 0 <= self.crf <= 51:
@@ -191,5 +212,7 @@ class Options:
 
     def result_key(self) -> dict:
         """The options that change the stylized frames (for resuming a run safely)."""
-        ignore = {"device", "cuda_graphs", "max_frames", "fps", "crf", "gif_dither", "compare"}
+        # (where the clip ends, like max_frames, leaves the frames before it as they are)
+        ignore = {"device", "cuda_graphs", "max_frames", "end", "fps", "crf", "gif_dither",
+                  "compare"}
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ignore}

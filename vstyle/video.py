@@ -76,7 +76,8 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
         raise VStyleError("no style image given: pass at least one painting")
     device = resolve_device(options.device)  # a missing GPU is known before anything is decoded
     source = (input if isinstance(input, media.Source)
-              else media.open_source(input, options.max_frames, options.fps))
+              else media.open_source(input, options.max_frames, options.fps, options.start,
+                                     options.end))
     if frame_range is not None:
         source = source.window(*frame_range)
     style_images = [media.load_image(p) for p in style_paths]
@@ -106,8 +107,8 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
             frames = compare_frames(source, style_images, size, work) if options.compare else \
                 (lambda: work.frames(source.n_frames))
             media.write_output(frames, output, kind, source.timing,
-                               audio_from=audio_for(source, kind), crf=options.crf,
-                               gif_dither=options.gif_dither)
+                               audio_from=audio_for(source, kind), audio_seek=source.seek,
+                               crf=options.crf, gif_dither=options.gif_dither)
         except KeyboardInterrupt:
             kept = (f"{work.done} of {source.n_frames} frames are kept in {work.path}; run the "
                     "same command again to resume") if work.done else "nothing was written"
@@ -161,10 +162,7 @@ def check_report(path: Path, output: Path, source: media.Source,
     if path.is_dir():
         raise VStyleError(f"--report {path} is a folder: give a file name, e.g. "
                           f"{path / 'report.json'}")
-    if not path.parent.is_dir():
-        raise VStyleError(f"--report {path}: folder {path.parent} does not exist: create it "
-                          "or write the report elsewhere")
-    media.check_writable(path, "folder for --report", create=False)
+    media.check_writable(path, "folder for --report")
 
 
 def check_work_dir(work_dir: Path, output: Path, report: str | Path | None) -> None:
@@ -538,6 +536,7 @@ def write_report(path: Path, result: RunResult, options: Options, input: Path,
               "seconds_per_frame": round(result.seconds / max(1, result.n_frames - result.reused), 4),
               "consistency": result.consistency, "options": options.result_key(),
               "per_frame": result.frames}
+    path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json.dumps(report, indent=1, default=str).encode())
 
 
