@@ -468,6 +468,30 @@ def test_start_and_end_cut_a_clip_by_time(tmp_path, kind):
         media.open_source(path, start=5)
 
 
+def test_a_video_whose_keyframes_decode_into_garbage_is_cut_from_its_start(tmp_path, monkeypatch):
+    path = write_video(tmp_path / "clip.mp4", moving_square(12), 10)
+    whole = list(media.open_source(path).frames())
+    assert media.open_source(path, start=0.35).seeks
+    real = media._count_frames
+
+    def damaged_when_seeking(path, limit=None, timeline=(), seeking=()):
+        if seeking:  # as ffmpeg -xerror stops at cockatoo.mp4's first damaged frame
+            raise RuntimeError("corrupt decoded frame")
+        return real(path, limit, timeline)
+    monkeypatch.setattr(media, "_count_frames", damaged_when_seeking)
+    cut = media.open_source(path, start=0.35, end=0.8)
+    assert not cut.seeks and cut.n_frames == 4
+    assert all(np.array_equal(a, b) for a, b in zip(cut.frames(), whole[4:8]))
+
+
+def test_cutting_the_real_clip_gives_its_own_frames():
+    clip = shared("cockatoo.mp4")  # seeking into it gives damaged frames
+    whole = list(media.open_source(clip, max_frames=103).frames((64, 36)))
+    cut = media.open_source(clip, start=5, max_frames=3)
+    assert not cut.seeks and all(np.array_equal(a, b) for a, b in zip(cut.frames((64, 36)),
+                                                                 whole[100:103]))
+
+
 def test_start_in_a_held_gif_frame_keeps_it_for_its_own_duration(tmp_path):
     path = tmp_path / "held.gif"
     media.write_output(moving_square(3), path, "gif", Timing(1000 * 3 / 1400, [200, 1000, 200]))

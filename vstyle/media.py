@@ -98,8 +98,9 @@ class Source:
     matrix: str = ""  # video: the YUV matrix to decode with where the file names none
     resample: str = ""  # video: the rate (ffmpeg's fps filter) its frames are taken at (--fps)
     picks: list[int] | None = field(default=None, repr=False)  # GIF, --fps: its frames shown
-    seek: float = 0.0  # video, --start: seconds in (from its first picture) where it starts
+    seek: float = 0.0  # video, --start: seconds in where it starts
     until: float | None = None  # video, --end: where it stops
+    seeks: bool = False  # video: ffmpeg seeks to `seek` (else it decodes from 0:00 and trims)
 
     def frames(self, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
         """Lazily decode the n_frames frames, RGB uint8 (H, W, 3), resized to size=(w, h) if given."""
@@ -364,7 +365,7 @@ def _open_video(path: Path, max_frames: int | None = None, fps: float | None = N
         reader = imageio_ffmpeg.read_frames(str(path))
         meta = next(reader)
         reader.close()
-        n, seconds = _count_frames(path, max_frames, _timeline(resample, start, end))
+        n, seconds, seeks = _count_cut(path, max_frames, resample, start, end)
     except Exception as error:  # anything ffmpeg or its header parser raise: the file is unusable
         if "does not contain any stream" in str(error):  # ffmpeg found no picture to decode
             raise VStyleError(f"video {path} has no video frames (no video stream, or an empty "
@@ -383,15 +384,31 @@ def _open_video(path: Path, max_frames: int | None = None, fps: float | None = N
     return Source(path, "video", n, tuple(meta["size"]), Timing(float(fps), None),
                   "audio_codec" in meta, matrix=_assumed_matrix(meta.get("pix_fmt", ""),
                                                                 meta["source_size"]),
-                  resample=resample, seek=start, until=end)
+                  resample=resample, seek=start, until=end, seeks=seeks)
 
 
-def _timeline(resample: str, seek: float, until: float | None) -> list[str]:
-    """ffmpeg filters: timestamps from the first picture, cut to [seek, until) (--start,
-    --end: frames that start in it; decoded from 0:00, as ffmpeg's seeking gave garbled frames
-    on a real clip, cockatoo.mp4, even from its IDR frame at 3.8 s), then --fps's resampling."""
-    cut = [f"trim=start={seek:.6f}" + (f":end={until:.6f}" if until is not None else ""),
-           "setpts=PTS-STARTPTS"] if seek or until is not None else []
+def _count_cut(path: Path, limit: int | None, resample: str, start: float,
+               end: float | None) -> tuple[int, float, bool]:
+    """_count_frames of a video cut to the frames that start in [start, end) (--start, --end),
+    and whether ffmpeg may seek to start. Seeking is tried first (a late start in a long film
+    then costs no decoding from 0:00), under -xerror: from a keyframe, some real files decode
+    into garbage (cockatoo.mp4, even from its IDR frame at 3.8 s); those are trimmed instead."""
+    if start:
+        with suppress(RuntimeError):
+            return *_count_frames(path, limit, _timeline(resample, start, end, True),
+                                  ["-ss", f"{start:.6f}"]), True
+    return *_count_frames(path, limit, _timeline(resample, start, end, False)), False
+
+
+def _timeline(resample: str, start: float = 0.0, end: float | None = None,
+              seeks: bool = False) -> list[str]:
+    """ffmpeg filters: timestamps from the first picture, the frames that start in [start, end),
+    then --fps's resampling. Where ffmpeg seeks, the timestamps it gives count from start."""
+    if seeks:
+        cut = [f"trim=end={end - start:.6f}"] if end is not None else []
+        return [*cut, "setpts=PTS-STARTPTS", *_resampled(resample)]
+    cut = [f"trim=start={start:.6f}" + (f":end={end:.6f}" if end is not None else ""),
+           "setpts=PTS-STARTPTS"] if start or end is not None else []
     return ["setpts=PTS-STARTPTS", *cut, *_resampled(resample)]
 
 
@@ -403,7 +420,7 @@ def _past_the_end(path: Path, what: str, start: float, length: float | None) -> 
 
 def _cut(source: Source, start: float, end: float | None) -> Source:
     """An animation's or a folder's frames from the one on screen at `start` to the last that
-    starts before `end` (a video is cut by ffmpeg as it is read: _timeline)."""
+    starts before `end` (a video is cut by ffmpeg as it is read: _count_cut)."""
     if source.kind == "image":
         raise VStyleError(f"--start and --end cut clips; {source.path} is one image: leave them out")
     durations = source.timing.durations_ms
@@ -438,17 +455,20 @@ def _assumed_matrix(pix_fmt: str, size: tuple[int, int]) -> str:
 
 
 def _count_frames(path: Path, limit: int | None = None,
-                  timeline: Sequence[str] = ("setpts=PTS-STARTPTS",)) -> tuple[int, float]:
+                  timeline: Sequence[str] = ("setpts=PTS-STARTPTS",),
+                  seeking: Sequence[str] = ()) -> tuple[int, float]:
     """Decode the first video stream (or its first `limit` frames) to nowhere: the frame count
     and their length, timed from the first picture (where the sound starts earlier, the file's
     own clock adds the gap). The limit matters: `--max-frames 24` of a two-minute 1080p clip
     waited 11 s for this on 2 cores, of an hour-long film minutes. With a limit, the length is
     where the next frame starts: ffmpeg's end time for a clip cut short is wrong for MKV and TS
-    with variable frame rate (0.04 s for frames lasting 0.08 s). timeline: _timeline's filters."""
+    with variable frame rate (0.04 s for frames lasting 0.08 s). timeline: _timeline's filters;
+    seeking: input options (-ss), under which ffmpeg stops at the first damaged frame (-xerror)."""
     filters, cap = list(timeline), []
     if limit is not None:
         filters, cap = filters + ["showinfo"], ["-frames:v", str(limit + 1)]
-    proc = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path),
+    strict = ["-xerror", *seeking] if seeking else []
+    proc = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", *strict, "-i", str(path),
                            "-map", "0:v:0", "-vf", ",".join(filters), *cap, "-f", "null", "-"],
                           capture_output=True, stdin=subprocess.DEVNULL)
     log = proc.stderr.decode(errors="replace")
@@ -470,12 +490,14 @@ def _video_frames(source: Source) -> Iterator[np.ndarray]:
     # the fps filter's, for --fps).
     params = ["-map", "0:v:0", "-fps_mode", "passthrough"]
     filters = [f"setparams=colorspace={source.matrix}"] if source.matrix else []
-    filters += _timeline(source.resample, source.seek, source.until)  # as counted
+    filters += _timeline(source.resample, source.seek, source.until, source.seeks)  # as counted
     if source.start:  # a window: ffmpeg drops the frames before it (decoded, never piped to us)
         filters.append(f"select=gte(n\\,{source.start})")
     if filters:
         params += ["-vf", ",".join(filters)]
-    reader = imageio_ffmpeg.read_frames(str(source.path), output_params=params)
+    seeking = ["-ss", f"{source.seek:.6f}"] if source.seeks else []
+    reader = imageio_ffmpeg.read_frames(str(source.path), input_params=seeking,
+                                        output_params=params)
     try:
         w, h = _decode_step(source, reader)["size"]
         for i in range(source.n_frames):
