@@ -257,6 +257,22 @@ def test_a_phone_video_stored_sideways_comes_out_upright_and_quietly(tmp_path):
     assert run.returncode == 0 and "frame size" not in run.stderr, run.stderr
 
 
+@pytest.mark.parametrize("turn", [0, 90])
+def test_wide_pixels_are_shown_as_players_show_them(tmp_path, turn):
+    dvd = tmp_path / "dvd.mp4"  # 32x36 stored pixels, each twice as wide as high: 16:9 shown
+    subprocess.run([FFMPEG, "-y", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=32x36:rate=10",
+                    "-vf", "setsar=2", "-frames:v", "2", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+                    str(dvd)], check=True)
+    if turn:
+        subprocess.run([FFMPEG, "-y", "-v", "error", "-display_rotation", str(turn), "-i",
+                        str(dvd), "-c", "copy", str(tmp_path / "turned.mp4")], check=True)
+        dvd = tmp_path / "turned.mp4"
+    source = media.open_source(dvd)
+    size = (64, 36) if not turn else (36, 64)
+    assert source.size == size and [f.shape[1::-1] for f in source.frames()] == [size] * 2
+    assert media.fit_size(source.size, 32) == ((32, 18) if not turn else (18, 32))
+
+
 @pytest.mark.parametrize("suffix, codec", [(".ts", "libx264"), (".mpg", "mpeg2video"),
                                           (".wmv", "wmv2"), (".m4v", "libx264")])
 def test_other_video_containers_open(tmp_path, suffix, codec):

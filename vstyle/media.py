@@ -381,7 +381,7 @@ def _open_video(path: Path, max_frames: int | None = None, fps: float | None = N
         # run shorter or longer than the sound. Keep the average, which keeps the length.
         # (Also corrects a rate ffmpeg states rounded, 23.98 for 24000/1001, on long clips.)
         fps = n / seconds
-    return Source(path, "video", n, tuple(meta["size"]), Timing(float(fps), None),
+    return Source(path, "video", n, _display_size(path, meta), Timing(float(fps), None),
                   "audio_codec" in meta, matrix=_assumed_matrix(meta.get("pix_fmt", ""),
                                                                 meta["source_size"]),
                   resample=resample, seek=start, until=end, seeks=seeks)
@@ -433,6 +433,28 @@ def _cut(source: Source, start: float, end: float | None) -> Source:
                             start, starts[-1])
     last = source.n_frames if end is None else bisect_left(starts, end - slack)
     return source.window(first, max(last, first + 1))
+
+
+def _description(path: Path) -> str:
+    """ffmpeg's description of a file: its streams, codecs, pixel aspect."""
+    probe = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)],
+                           capture_output=True, stdin=subprocess.DEVNULL)
+    return probe.stderr.decode(errors="replace")
+
+
+def _display_size(path: Path, meta: dict) -> tuple[int, int]:
+    """The size a player shows: DVD and HDV video store wider pixels (720x480 at 8:9 and
+    1440x1080 at 4:3, a 'sample aspect ratio'), which players stretch and vstyle stretches
+    too, never shrinking a side. imageio-ffmpeg's size is after a phone's turn, which turns
+    the pixel aspect with it."""
+    w, h = meta["size"]
+    match = re.search(r"Video: .*?\[SAR (\d+):(\d+) DAR", _description(path))
+    if not match or 0 in (int(match[1]), int(match[2])):
+        return w, h
+    aspect = Fraction(int(match[1]), int(match[2]))
+    if tuple(meta["size"]) != tuple(meta["source_size"]):  # turned 90 degrees
+        aspect = 1 / aspect
+    return (round(w * aspect), h) if aspect > 1 else (w, round(h / aspect))
 
 
 # YUV matrices ffmpeg names in a stream's description, e.g. "yuv420p(tv, bt709, progressive)"
@@ -997,9 +1019,7 @@ def _write_webp(frames: Callable[[], Iterable[np.ndarray]], out: Path, timing: T
 
 def _audio_codec(path: Path) -> str | None:
     """The first audio stream's codec, from ffmpeg's description of the file."""
-    probe = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)],
-                           capture_output=True, stdin=subprocess.DEVNULL)
-    match = re.search(r"Audio: (\w+)", probe.stderr.decode(errors="replace"))
+    match = re.search(r"Audio: (\w+)", _description(path))
     return match.group(1) if match else None
 
 
