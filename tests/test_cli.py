@@ -277,7 +277,7 @@ def _(d: Path):
     return ["clip.mp4", "style.png", "-o", "out.gif", "--start", "0.5", "--end", "0.2"]
 
 
-@bad("--start past the end", "--start 60 s is past the end of video clip.mp4 (",
+@bad("--start past the end", "--start 60 s is past the last frame of video clip.mp4 (",
      "pass an earlier --start")
 def _(d: Path):
     return ["clip.mp4", "style.png", "-o", "out.gif", "--start", "1:00"]

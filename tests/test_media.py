@@ -479,7 +479,7 @@ def test_start_and_end_cut_a_clip_by_time(tmp_path, kind):
     assert capped.n_frames == 2 and np.array_equal(next(capped.frames()), whole[first])
     assert media.open_source(path, start=0.35).n_frames == 12 - first  # to the end
     assert len(list(cut.window(1, 3).frames())) == 2  # a batch's chunk of a cut clip
-    with pytest.raises(VStyleError, match=r"--start 5 s is past the end of .* \(1.2 s long\): "
+    with pytest.raises(VStyleError, match=r"--start 5 s is past the last frame of .* \(1.2 s long\): "
                                           "pass an earlier --start"):
         media.open_source(path, start=5)
 
@@ -531,6 +531,15 @@ def test_start_cuts_the_sound_with_the_pictures(tmp_path):
     loud = np.abs(np.frombuffer(pcm, np.int16).astype(float)).reshape(-1, 400).mean(axis=1)
     heard = np.flatnonzero(loud > 0.5 * loud.max()) * 0.05  # 50 ms windows
     assert 0.2 <= heard.min() <= 0.3 and 0.5 <= heard.max() <= 0.6, heard
+    # from past the sound's end (it stops at 1.5 s): an MP4 as long as its pictures
+    short = tmp_path / "short.mp4"
+    subprocess.run([FFMPEG, "-y", "-v", "error", "-i", str(video), "-f", "lavfi", "-i",
+                    "sine=duration=1.5", "-c:v", "copy", "-c:a", "libmp3lame", str(short)],
+                   check=True)
+    late = media.open_source(short, start=1.6)
+    media.write_output(lambda: late.frames(), out, "mp4", late.timing, audio_from=short,
+                       audio_seek=late.seek)
+    assert late.n_frames == 4 and iio.immeta(out)["duration"] == pytest.approx(4 / 12, abs=0.03)
 
 
 def test_start_on_a_still_image_is_refused(tmp_path):

@@ -414,8 +414,8 @@ def _timeline(resample: str, start: float = 0.0, end: float | None = None,
 
 def _past_the_end(path: Path, what: str, start: float, length: float | None) -> VStyleError:
     long = f" ({length:g} s long)" if length else ""
-    return VStyleError(f"--start {start:g} s is past the end of {what} {path}{long}: pass an "
-                       "earlier --start")
+    return VStyleError(f"--start {start:g} s is past the last frame of {what} {path}{long}: "
+                       "pass an earlier --start")
 
 
 def _cut(source: Source, start: float, end: float | None) -> Source:
@@ -1038,14 +1038,16 @@ def _write_mp4(frames: Callable[[], Iterable[np.ndarray]], out: Path, timing: Ti
     if audio_from is None:
         _ffmpeg([*video, "-movflags", "+faststart", "-f", "mp4", str(out)], counted)
         return
-    # The length is known only at the end of the stream, so the audio is muxed in a second,
-    # copy-only pass cut with -t (not -shortest, which drops video frames of a short track).
+    # The length is known only at the end of the stream, so the audio is muxed in a second
+    # pass, cut with -t (not -shortest, which drops video frames of a short track).
     with _scratch(out, ".video.mp4") as silent:
         _ffmpeg([*video, "-f", "mp4", str(silent)], counted)
-        codec = _audio_codec(audio_from)
-        seek = ["-ss", f"{audio_seek:.6f}"] if audio_seek else []  # --start: the sound too
+        # --start cuts the sound too, decoded: copied, it would start at the packet before,
+        # with negative times (where that was past its end, an MP4 claiming 6.8 s for 0.1 s)
+        seek = ["-ss", f"{audio_seek:.6f}"] if audio_seek else []
+        copy = not audio_seek and _audio_codec(audio_from) in MP4_AUDIO_COPY
         _ffmpeg(["-i", str(silent), *seek, "-i", str(audio_from), "-map", "0:v:0", "-map", "1:a:0?",
-                 "-c:v", "copy", "-c:a", "copy" if codec in MP4_AUDIO_COPY else "aac",
+                 "-c:v", "copy", "-c:a", "copy" if copy else "aac",
                  "-t", f"{timing.seconds(count[0]):.6f}", "-movflags", "+faststart", "-f", "mp4",
                  str(out)])
 
