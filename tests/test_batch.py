@@ -16,7 +16,7 @@ from PIL import Image
 
 from conftest import FAST, ROOT, frames, run_cli, with_audio, write_gif, write_mp4
 from vstyle import media
-from vstyle.errors import VStyleError
+from vstyle.errors import VStyleError, VStyleWarning
 from vstyle.batch import LEDGER, OVERLAP, chunk_jobs, expand_inputs, plan, ray_shape, run_batch
 from vstyle.options import Options
 
@@ -108,7 +108,9 @@ def test_a_folder_of_clips_holds_animated_webps_and_pngs_too(tmp_path):
     write_gif(folder / "c.gif", frames(2), [100, 100])
     images[0].save(folder / "still.png")  # a frame, not a clip: left out beside clips
     images[0].convert("RGBA").save(folder / "still.webp")  # an extended WebP (alpha), still
-    assert [p.name for p in expand_inputs([folder])] == ["a.png", "b.webp", "c.gif"]
+    with pytest.warns(VStyleWarning, match=r"folder .*clips: stylizing its 3 clips; left out: "
+                                           r"still.png and still.webp \(pass a folder of frames"):
+        assert [p.name for p in expand_inputs([folder])] == ["a.png", "b.webp", "c.gif"]
     stills = tmp_path / "frames"
     stills.mkdir()
     for name in ("1.png", "2.webp"):

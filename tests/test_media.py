@@ -428,14 +428,27 @@ def test_folder_natural_sort_and_mixed_sizes(tmp_path):
     (folder / "notes.txt").write_text("not a frame")
     (folder / ".hidden.png").write_bytes(b"")
     write_gif(folder / "source.gif", frames, [100] * 4)  # the clip they came from: not a frame
-    source = media.open_source(folder)
+    with pytest.warns(VStyleWarning, match="read as 5 frames; left out: source.gif"):
+        source = media.open_source(folder)
     assert [p.name for p in source.files] == ["Frame1.PNG", "frame2.png", "frame3.jpg",
                                               "frame10.png", "frame11.png"]
     assert (source.kind, source.n_frames, source.size, source.timing.fps) == ("folder", 5, (48, 32), 10)
     decoded = list(source.frames())
     assert [f.shape for f in decoded] == [(32, 48, 3)] * 5
     assert np.array_equal(decoded[0], frames[2]) and np.array_equal(decoded[3], frames[0])
+    (folder / "source.gif").unlink()
     assert media.open_source(folder, max_frames=2).n_frames == 2
+
+
+def test_clips_beside_a_folders_frames_are_named_as_left_out(tmp_path):
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    for i, frame in enumerate(moving_square(2)):
+        Image.fromarray(frame).save(folder / f"{i}.png")
+    write_video(folder / "preview.mp4", moving_square(3), 10)
+    with pytest.warns(VStyleWarning, match=r"folder .*shots is read as 2 frames; left out: "
+                                           r"preview.mp4 \(stylize clips with `vstyle batch"):
+        assert media.open_source(folder).n_frames == 2
 
 
 @pytest.mark.parametrize("kind", ["mp4", "gif", "webp", "folder"])

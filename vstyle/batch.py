@@ -28,7 +28,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from . import media
-from .errors import VStyleError
+from .errors import VStyleError, VStyleWarning
 from .options import Options
 from .video import (WORK_SUFFIX, Interrupted, audio_for, default_work_dir, manifest, stylize,
                     written_size)
@@ -67,15 +67,32 @@ def expand_inputs(items: Iterable[str | Path]) -> list[Path]:
     """Files as they are; a folder of clips -> its clips; a folder of images -> itself;
     a .txt file -> the inputs it lists, one a line (relative to the list's folder)."""
     found: list[Path] = []
+    of_clips = []  # folders read as their clips
     for item in map(Path, items):
         if item.suffix.lower() == ".txt" and item.is_file():
             lines = [l.strip() for l in item.read_text().splitlines()]
             found += expand_inputs(item.parent / l for l in lines if l and not l.startswith("#"))
         elif item.is_dir():  # its clips; else its images are the frames of one input
-            found += media.folder_clips(item) or [item]
+            clips = media.folder_clips(item)
+            found += clips or [item]
+            of_clips += [(item, clips)] * bool(clips)
         else:
             found.append(item)
+    for folder, clips in of_clips:
+        warn_left_out(folder, clips, found)
     return found
+
+
+def warn_left_out(folder: Path, clips: list[Path], found: list[Path]) -> None:
+    """A folder of clips gives its clips alone: say which images and folders beside them
+    are not stylized (unless passed by name as well)."""
+    left = sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p not in clips
+                  and (p.is_dir() or media.input_kind(p) == "image")
+                  and not any(f == p or p in f.parents for f in found))
+    if left:
+        warnings.warn(f"folder {folder}: stylizing its {media.plural(len(clips), 'clip')}; left "
+                      f"out: {media.some_names(left)} (pass a folder of frames or an image by "
+                      "its own name)", VStyleWarning, stacklevel=3)
 
 
 def output_for(input: Path, styles: list[Path], outdir: Path) -> Path:

@@ -318,6 +318,18 @@ def _read_input_image(path: Path) -> np.ndarray:
     return _read_image(path, "input image {path} cannot be read ({why}): re-save it as .png or .jpg")
 
 
+def plural(n: int, thing: str) -> str:
+    return f"{n} {thing}{'s' * (n != 1)}"
+
+
+def some_names(paths: Sequence[Path], most: int = 3) -> str:
+    """"a.mp4, b/ and 4 more": a few names for a message (folders end in /)."""
+    names = [p.name + "/" * p.is_dir() for p in paths[:most]]
+    more = len(paths) - len(names)
+    return ", ".join(names[:-1]) + (" and " if len(names) > 1 else "") + names[-1] \
+        if not more else f"{', '.join(names)} and {more} more"
+
+
 def folder_images(path: Path) -> list[Path]:
     """A folder's frames: its images in natural order (hidden files left out)."""
     return sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTS
@@ -344,6 +356,11 @@ def _open_folder(path: Path, fps: float) -> Source:
                           "OUTDIR` or one by one, and move them out to stylize the frames")
     if not files:
         raise VStyleError(f"folder {path} has no images: put {', '.join(sorted(IMAGE_EXTS))} frames in it")
+    beside = folder_clips(path)
+    if beside:  # a preview beside frames is common; frames beside clips may be a mistake
+        warnings.warn(f"folder {path} is read as {plural(len(files), 'frame')}; left out: "
+                      f"{some_names(beside)} (stylize clips with `vstyle batch {path} STYLE "
+                      "-o OUTDIR`)", VStyleWarning, stacklevel=2)
     size = _read_input_image(files[0]).shape[1::-1]
     return Source(path, "folder", len(files), size, Timing(fps, None), False, files)
 
