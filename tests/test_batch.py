@@ -95,8 +95,11 @@ def test_batch_redoes_an_output_whose_options_changed(style, tmp_path):
 
     # an output the ledger does not know (made by hand, or before it) is left alone
     (out / LEDGER).unlink()
-    assert [o.status for o in run_batch(expand_inputs([clips]), [style], out,
-                                        TINY.replace(size=48))] == ["skipped", "skipped"]
+    with pytest.warns(VStyleWarning, match=r"a-style.mp4 exists and no vstyle batch made it: "
+                                           r"left alone; delete it to stylize .*a.mp4"):
+        unknown = run_batch(expand_inputs([clips]), [style], out, TINY.replace(size=48))
+    assert [(o.status, o.error) for o in unknown] == [
+        ("skipped", "exists, not made by vstyle batch: left alone")] * 2
 
 
 def test_a_folder_of_clips_holds_animated_webps_and_pngs_too(tmp_path):

@@ -246,6 +246,10 @@ def plan(inputs: list[Path], styles: list[Path], outdir: Path, options: Options,
         if finished(output) and (not outcome.recipe or
                                  ledger.get(output.name, outcome.recipe) == outcome.recipe):
             outcome.status = "skipped"
+            if output.name not in ledger:
+                outcome.error = "exists, not made by vstyle batch: left alone"
+                warnings.warn(f"{output} exists and no vstyle batch made it: left alone; delete "
+                              f"it to stylize {input}", VStyleWarning, stacklevel=2)
             continue
         try:
             source = media.open_source(input, options.max_frames, options.fps, options.start,
