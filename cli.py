@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import signal
 import sys
@@ -38,6 +39,7 @@ from rich.text import Text
 
 import vstyle
 from vstyle import media
+from vstyle.errors import plural
 from vstyle.media import OUTPUT_EXTS
 from vstyle.options import Options
 
@@ -86,12 +88,22 @@ def show_version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.command()
+# One paragraph a line: the help text keeps line breaks where they are written.
+HELP = ("Stylize a video, GIF, image folder or image with a painting (Gatys neural style "
+        "transfer, warm-started frame to frame).\n\n"
+        "vstyle batch INPUTS... STYLE -o OUTDIR stylizes many inputs the same way.")
+BATCH_HELP = ("Stylize many inputs with the same options: files, folders of clips, or .txt lists "
+              "of them, each into OUTDIR under its own name (<input>-<style>). The last path is "
+              "the style; with --style-blend W1,W2 the last two are. Run the same command again "
+              "to skip finished outputs and resume the others.")
+
+
+@app.command(help=HELP)
 def main_command(
-    input: Path = typer.Argument(...,
+    input: Path = typer.Argument(..., metavar="INPUT",
         help="Video (.mp4 .mov .mkv .webm .avi .m4v .mpg .ts .mts .flv .wmv ...), animated GIF, "
              "WebP or PNG, folder of images, or one image."),
-    styles: List[Path] = typer.Argument(..., help="Style image(s): paintings."),
+    styles: List[Path] = typer.Argument(..., metavar="STYLE", help="Style image(s): paintings."),
     output: Optional[Path] = OutputOption(None, "-o", "--output",
         help="Output: .gif, .mp4, .webp (animated, full colour), a folder (PNG frames), or "
              ".png/.jpg for a still. Default: <input>-<style> beside the input."),
@@ -168,7 +180,8 @@ def main_command(
         help="Keep the work folder after success."),
     restart: bool = ResumeOption(False, "--restart", metavar=FLAG,
         help="Ignore an earlier interrupted run."),
-    quiet: bool = OutputOption(False, "-q", "--quiet", metavar=FLAG, help="No progress bar."),
+    quiet: bool = OutputOption(False, "-q", "--quiet", metavar=FLAG,
+        help="No progress bar and no closing summary (errors and warnings still print)."),
     version: bool = OutputOption(False, "--version", metavar=FLAG, callback=show_version,
                                  is_eager=True, help="Show the version and the GPUs torch sees."),
     workers: Optional[int] = BatchOption(None,
@@ -180,13 +193,7 @@ def main_command(
     chunk_frames: Optional[int] = BatchOption(None,
         help="batch: split videos longer than this into chunks stylized in parallel."),
 ) -> None:
-    """Stylize a video, GIF, image folder or image with a painting (Gatys neural style transfer,
-    warm-started frame to frame).
-
-    vstyle batch INPUTS... STYLE -o OUTDIR stylizes many inputs (files, folders of clips, or .txt
-    lists of them) with the same options; with --style-blend W1,W2 the last two paths are the
-    styles.
-    """
+    # (its help: HELP; --help prints a docstring's line breaks as they are)
     options = Options(
         size=size, style_size=style_size, style_scale=style_scale, iterations=iterations,
         first_iterations=first_iterations, min_iterations=min_iterations, tol=tol,
@@ -217,8 +224,8 @@ def main_command(
         for path in given[-n:]:
             if media.input_kind(path) != "image":
                 raise vstyle.VStyleError(
-                    f"vstyle batch: {path} is no style image, yet the last {n} path"
-                    f"{'s are' if n > 1 else ' is'} the style{'s' * (n > 1)}"
+                    f"vstyle batch: {path} is no style image, yet the last "
+                    f"{f'{n} paths are the styles' if n > 1 else 'path is the style'}"
                     f"{f' (one per --style-blend weight)' if n > 1 else ''}: put the painting"
                     f"{'s' * (n > 1)} last")
         run_batch(given[:-n], given[-n:], output, options, quiet, workers, ray, ray_address,
@@ -233,7 +240,7 @@ def main_command(
     if not quiet:
         done = result.n_frames - result.reused
         reused = f", {result.reused} reused from the earlier run" if result.reused else ""
-        frames = f"{result.n_frames} frame{'s' * (result.n_frames != 1)}"
+        frames = plural(result.n_frames, "frame")
         line = f"wrote {result.output}: {frames}{reused}"
         if done:  # not when every frame came from the earlier run
             line += f", {result.seconds:.1f} s ({result.seconds / done:.2f} s/frame)"
@@ -421,6 +428,11 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "batch":
         BATCH = True
         del sys.argv[1]
+        # the same command, read the other way round: its usage line and help say so
+        app.registered_commands[0].help = BATCH_HELP
+        arguments = inspect.signature(main_command).parameters
+        arguments["input"].default.metavar = "INPUTS..."
+        arguments["styles"].default.metavar = "STYLE"
     warnings.showwarning = _show_warning
     signal.signal(signal.SIGINT, SIGINT_HANDLER)  # Ctrl-C: KeyboardInterrupt again
     signal.signal(signal.SIGTERM, _sigterm)

@@ -264,9 +264,11 @@ def test_plan_leaves_out_its_own_outputs_and_fails_clashing_inputs(style, tmp_pa
     write_mp4(clips / "x-style.mp4", frames(3))  # an earlier batch's output, OUTDIR = clips
     inputs = expand_inputs([clips, clips / "a" / "clip.mp4", clips / "b" / "clip.mp4",
                             clips / "x.mp4"])  # x.mp4 twice: one input
-    outcomes, jobs = plan(inputs, [style], clips, Options(weights="random"), None)
+    with pytest.warns(VStyleWarning, match="x-style.mp4 exists and no vstyle batch made it"):
+        outcomes, jobs = plan(inputs, [style], clips, Options(weights="random"), None)
     assert [(o.input.name, o.status, o.error[:23]) for o in outcomes] == [
-        ("x-style.mp4", "skipped", "an output of this batch"), ("x.mp4", "skipped", ""),
+        ("x-style.mp4", "skipped", "an output of this batch"),
+        ("x.mp4", "skipped", "exists, not made by vst"),
         ("clip.mp4", "failed", f"{clips / 'a' / 'clip.mp4'}"[:23]),
         ("clip.mp4", "failed", f"{clips / 'b' / 'clip.mp4'}"[:23])]
     assert "would both write" in outcomes[2].error and not jobs

@@ -33,10 +33,10 @@ VGG19_CONVS = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
                512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
 
 
-def run_cli(*args, **kwargs) -> subprocess.CompletedProcess:
+def run_cli(*args, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
     """conftest.run_cli on one thread: the frames here are tiny, and torch's threads spinning
     against other busy processes made a 5 s run take 40 s."""
-    return conftest.run_cli(*args, env={"OMP_NUM_THREADS": "1"}, **kwargs)
+    return conftest.run_cli(*args, env={"OMP_NUM_THREADS": "1", **(env or {})}, **kwargs)
 
 
 def listing(folder: Path) -> list[str]:
@@ -293,6 +293,28 @@ def _(d: Path):
     return ["clip.mp4", "style.png", "-o", "out.gif", "--warm-start", "optical"]
 
 
+@bad("--device misspelt", "--device 'cuda:x' is not understood: use auto, cpu, cuda or cuda:N")
+def _(d: Path):  # never reaches torch.device, which would raise its own error on a GPU machine
+    return ["clip.mp4", "style.png", "-o", "out.gif", "--device", "cuda:x"]
+
+
+@bad("--weights empty", "--weights is empty: use imagenet, random or the path")
+def _(d: Path):
+    return ["clip.mp4", "style.png", "-o", "out.gif", "--weights", ""]
+
+
+@bad("input and style swapped", "style image clip.mp4 is a video: the input comes first, then "
+     "the style (vstyle INPUT STYLE -o OUTPUT)")
+def _(d: Path):
+    return ["style.png", "clip.mp4", "-o", "out.png"]
+
+
+@bad("--style-blend one weight", "--style-blend has 1 weight for 2 style images")
+def _(d: Path):
+    shutil.copy(d / "style.png", d / "style2.png")
+    return ["clip.mp4", "style.png", "style2.png", "-o", "out.gif", "--style-blend", "1"]
+
+
 @bad("--style-blend count", "--style-blend has 3 weights for 2 style images",
      "give one weight per style")
 def _(d: Path):
@@ -363,7 +385,7 @@ def test_bad_input_is_one_line_and_writes_nothing(case, tmp_path, clip, style, m
 
 
 @pytest.mark.parametrize("args, message", [
-    (["clip.mp4"], "missing argument 'styles"),  # typer 0.29: 'styles'; older: 'STYLES...'
+    (["clip.mp4"], "missing argument 'style"),  # typer 0.29: 'STYLE'; older: 'STYLE...'
     (["clip.mp4", "style.png", "--bogus"], "no such option: --bogus"),
     (["clip.mp4", "style.png", "--size", "big"], "invalid value for '--size'")])
 def test_usage_errors_say_what_is_wrong(args, message, tmp_path):
@@ -474,6 +496,22 @@ def test_an_unwritable_report_folder_is_found_before_the_run(clip, style, tmp_pa
     assert result.returncode == 1 and line.startswith("error: cannot write to locked (") and \
         "Permission denied" in line and line.endswith("choose a writable folder for --report")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "locked", "style.png"]
+
+
+def test_weights_set_in_the_environment_are_named_so(tmp_path, clip, style):
+    result = run_cli(clip, style, "-o", tmp_path / "out.gif", *FAST,
+                     env={"VSTYLE_WEIGHTS": "bogus.pth"})
+    assert result.returncode == 1 and error_line(result) == (
+        "error: weights file bogus.pth (set by VSTYLE_WEIGHTS) not found: pass --weights "
+        "imagenet, random or the path of a VGG19 state dict (.pth)")
+    assert not (tmp_path / "out.gif").exists()
+
+
+def test_batch_help_reads_inputs_first(tmp_path):
+    usage = run_cli("batch", "--help").stdout
+    assert "vstyle batch [OPTIONS] {INPUTS...} {STYLE}..." in usage.replace("\n", " ") or \
+        "vstyle batch [OPTIONS] INPUTS... STYLE..." in usage, usage[:300]
+    assert "The last path is the style" in " ".join(usage.split())
 
 
 def test_eta_counts_iterations_not_frames():

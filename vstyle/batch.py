@@ -28,7 +28,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from . import media
-from .errors import VStyleError, VStyleWarning
+from .errors import VStyleError, VStyleWarning, plural
 from .options import Options
 from .video import (WORK_SUFFIX, Interrupted, audio_for, default_work_dir, manifest, stylize,
                     written_size)
@@ -90,7 +90,7 @@ def warn_left_out(folder: Path, clips: list[Path], found: list[Path]) -> None:
                   and (p.is_dir() or media.input_kind(p) == "image")
                   and not any(f == p or p in f.parents for f in found))
     if left:
-        warnings.warn(f"folder {folder}: stylizing its {media.plural(len(clips), 'clip')}; left "
+        warnings.warn(f"folder {folder}: stylizing its {plural(len(clips), 'clip')}; left "
                       f"out: {media.some_names(left)} (pass a folder of frames or an image by "
                       "its own name)", VStyleWarning, stacklevel=3)
 

@@ -31,7 +31,7 @@ import imageio_ffmpeg
 import numpy as np
 from PIL import Image, ImageOps
 
-from .errors import VStyleError, VStyleWarning
+from .errors import VStyleError, VStyleWarning, plural
 from .options import MAX_SIZE
 
 # what ffmpeg decodes: phones, cameras (.mts/.m2ts: AVCHD), broadcast (.ts), older web video
@@ -220,6 +220,9 @@ def load_image(path: str | Path) -> np.ndarray:
         raise VStyleError(f"style image {path} is a folder: pass an image file in it")
     if not Path(path).is_file():
         raise VStyleError(f"style image {path} not found: check the path")
+    if input_kind(Path(path)) == "video":  # the arguments swapped, most likely
+        raise VStyleError(f"style image {path} is a video: the input comes first, then the "
+                          "style (vstyle INPUT STYLE -o OUTPUT)")
     return _read_image(Path(path), "style image {path} is not an image ({why}): "
                                    "pass a .jpg or .png painting")
 
@@ -318,10 +321,6 @@ def _read_input_image(path: Path) -> np.ndarray:
     return _read_image(path, "input image {path} cannot be read ({why}): re-save it as .png or .jpg")
 
 
-def plural(n: int, thing: str) -> str:
-    return f"{n} {thing}{'s' * (n != 1)}"
-
-
 def some_names(paths: Sequence[Path], most: int = 3) -> str:
     """"a.mp4, b/ and 4 more": a few names for a message (folders end in /)."""
     names = [p.name + "/" * p.is_dir() for p in paths[:most]]
@@ -349,7 +348,7 @@ def _open_folder(path: Path, fps: float) -> Source:
     clips = [p for p in files if input_kind(p) == "animation"] if files else folder_clips(path)
     if clips:
         frames = len(files) - len(clips)
-        beside = f" beside {frames} frame{'s' * (frames != 1)}" if frames > 0 else ""
+        beside = f" beside {plural(frames, 'frame')}" if frames > 0 else ""
         raise VStyleError(f"folder {path} holds clips ({clips[0].name}"
                           f"{f' and {len(clips) - 1} more' if len(clips) > 1 else ''}){beside}, "
                           f"not only frames: stylize the clips with `vstyle batch {path} STYLE -o "

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from . import losses
-from .errors import VStyleError, VStyleWarning
+from .errors import VStyleError, VStyleWarning, plural
 from .lbfgs import LBFGS
 from .options import Options
 from .vgg import VGGFeatures, block_of, load_features, resolve_device
@@ -157,8 +157,8 @@ class Stylizer:
         self.styles = styles  # RGB uint8 images, already at their processing size
         blend = options.style_blend or (1.0,) * len(styles)
         if len(blend) != len(styles):
-            raise VStyleError(f"--style-blend has {len(blend)} weights for {len(styles)} style "
-                              "images: give one weight per style")
+            raise VStyleError(f"--style-blend has {plural(len(blend), 'weight')} for "
+                              f"{plural(len(styles), 'style image')}: give one weight per style")
         total = sum(blend) or 1.0
         self.blend = [w / total for w in blend]
         layer_weights = options.style_layer_weights or (1.0,) * len(options.style_layers)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 
 from .errors import VStyleError
@@ -206,6 +207,10 @@ class Options:
             bad("style_blend", "needs at least one weight above 0")
         if self.style_layer_weights is not None and len(self.style_layer_weights) != len(self.style_layers):
             bad("style_layer_weights", f"needs one weight per style layer ({len(self.style_layers)})")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            bad("device", f"{self.device!r} is not understood: use auto, cpu, cuda or cuda:N")
+        if not self.weights.strip():
+            bad("weights", "is empty: use imagenet, random or the path of a VGG19 state dict")
         if not self.content_layers or not self.style_layers:
             bad("style_layers", "and --content-layers need at least one layer each")
         return self

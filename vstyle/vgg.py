@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -58,14 +59,16 @@ def _imagenet_features() -> nn.Sequential:
         reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
         raise VStyleError(
             f"could not load VGG19 ImageNet weights ({reason}): download {WEIGHTS_FILE} "
-            f"(~550 MB) into {checkpoint_path().parent}/ or pass --weights FILE") from None
+            f"(~550 MB) into {checkpoint_path().parent}/ or pass --weights FILE (--weights random "
+            "runs the pipeline without them, for a try)") from None
     return model.features
 
 
 def _file_features(path: Path) -> nn.Sequential:
     if not path.is_file():
-        raise VStyleError(f"weights file {path} not found: pass --weights imagenet, random or "
-                          "the path of a VGG19 state dict (.pth)")
+        given = " (set by VSTYLE_WEIGHTS)" if os.environ.get("VSTYLE_WEIGHTS") == str(path) else ""
+        raise VStyleError(f"weights file {path}{given} not found: pass --weights imagenet, random "
+                          "or the path of a VGG19 state dict (.pth)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
