@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import cv2
 import imageio.v3 as iio
 import numpy as np
@@ -68,6 +70,17 @@ def test_stylize_image_takes_grey_and_float_arrays_and_refuses_others(style):
     assert by_path.shape == (24, 32, 3)
     with pytest.raises(vstyle.VStyleError, match="no style image given"):
         vstyle.stylize_image(grey, [], **TINY)
+
+
+@pytest.mark.parametrize("shape, says", [
+    ((4, 4, 3), "a style image of 4x4 px is enlarged to 32x32 for this run: its texture will be "
+                "blurred"),
+    ((3, 600, 3), "a style image of 600x3 px is stretched to 32x16 (VGG19 needs 16 px a side)")])
+def test_a_style_image_too_small_or_too_narrow_is_warned_of(shape, says):
+    content = frames(1, 64, 48)[0]
+    style = np.random.default_rng(0).integers(0, 255, shape, dtype=np.uint8)
+    with pytest.warns(vstyle.VStyleWarning, match=re.escape(says)):
+        vstyle.stylize_image(content, style, **{**TINY, "iterations": 1, "first_iterations": 1})
 
 
 def test_python_callers_may_pass_one_value_for_a_tuple_option(clip, style, tmp_path):

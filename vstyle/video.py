@@ -10,6 +10,7 @@ from contextlib import closing
 from itertools import chain
 import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -19,7 +20,7 @@ import torch
 
 from . import media, metrics
 from .colors import keep_chroma, match_colors
-from .errors import VStyleError
+from .errors import VStyleError, VStyleWarning
 from .flow import FlowEstimator, Warp, beside_optimizer
 from .optimize import FrameStats, Stylizer, TemporalTarget, resize_tensor, to_image, to_tensor
 from .options import Options
@@ -504,7 +505,17 @@ def fit_style(style: np.ndarray, options: Options, frame_size: tuple[int, int],
     the same target, nothing flickers) and later keeps each frame's own chroma.
     """
     long_side = options.style_size or max(16, round(max(frame_size) * options.style_scale))
-    style = media.resize(style, media.fit_size((style.shape[1], style.shape[0]), long_side))
+    h, w = style.shape[:2]
+    size = media.fit_size((w, h), long_side)
+    if size[0] * size[1] > 16 * w * h:  # over 4x each way: its strokes are a blur
+        warnings.warn(f"a style image of {w}x{h} px is enlarged to {size[0]}x{size[1]} for "
+                      "this run: its texture will be blurred; use a larger painting or a "
+                      "smaller --style-size", VStyleWarning, stacklevel=2)
+    elif min(w, h) * long_side / max(w, h) < 11:  # its short side raised to 16: over 1.5x
+        warnings.warn(f"a style image of {w}x{h} px is stretched to {size[0]}x{size[1]} (VGG19 "
+                      "needs 16 px a side): use a less narrow painting or a larger --style-size",
+                      VStyleWarning, stacklevel=2)
+    style = media.resize(style, size)
     return match_colors(style, first_content) if options.preserve_colors else style
 
 
