@@ -539,11 +539,8 @@ def test_start_cuts_the_sound_with_the_pictures(tmp_path):
     out = tmp_path / "out.mp4"
     media.write_output(lambda: source.frames(), out, "mp4", source.timing, audio_from=beeping,
                        audio_seek=source.seek)
-    pcm = subprocess.run([FFMPEG, "-v", "error", "-i", str(out), "-f", "s16le", "-ac", "1",
-                          "-ar", "8000", "-"], capture_output=True, check=True).stdout
-    loud = np.abs(np.frombuffer(pcm, np.int16).astype(float)).reshape(-1, 400).mean(axis=1)
-    heard = np.flatnonzero(loud > 0.5 * loud.max()) * 0.05  # 50 ms windows
-    assert 0.2 <= heard.min() <= 0.3 and 0.5 <= heard.max() <= 0.6, heard
+    first, last = loud_times(out)
+    assert 0.2 <= first <= 0.3 and 0.5 <= last <= 0.6, (first, last)
     # from past the sound's end (it stops at 1.5 s): an MP4 as long as its pictures
     short = tmp_path / "short.mp4"
     subprocess.run([FFMPEG, "-y", "-v", "error", "-i", str(video), "-f", "lavfi", "-i",
@@ -553,6 +550,35 @@ def test_start_cuts_the_sound_with_the_pictures(tmp_path):
     media.write_output(lambda: late.frames(), out, "mp4", late.timing, audio_from=short,
                        audio_seek=late.seek)
     assert late.n_frames == 4 and iio.immeta(out)["duration"] == pytest.approx(4 / 12, abs=0.03)
+
+
+def loud_times(path: Path) -> tuple[float, float]:
+    """When a file's sound is loud: the first and last 50 ms window above half its peak."""
+    pcm = subprocess.run([FFMPEG, "-v", "error", "-i", str(path), "-f", "s16le", "-ac", "1",
+                          "-ar", "8000", "-"], capture_output=True, check=True).stdout
+    level = np.abs(np.frombuffer(pcm, np.int16).astype(float))
+    loud = level[:len(level) // 400 * 400].reshape(-1, 400).mean(axis=1)
+    heard = np.flatnonzero(loud > 0.5 * loud.max()) * 0.05
+    return heard.min(), heard.max()
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".ts"])
+def test_the_sound_keeps_to_pictures_that_start_after_it(tmp_path, suffix):
+    video = write_video(tmp_path / "v.mp4", moving_square(20), 10)  # 2 s
+    late = tmp_path / f"late{suffix}"  # the pictures start 0.3 s into the file
+    subprocess.run([FFMPEG, "-y", "-v", "error", "-itsoffset", "0.3", "-i", str(video), "-f",
+                    "lavfi", "-i", "sine=frequency=1000:duration=2.5,"
+                    "volume=enable='not(between(t,1,1.3))':volume=0", "-map", "0:v", "-map",
+                    "1:a", "-c:v", "copy", "-c:a", "aac", str(late)], check=True)
+    whole = list(media.open_source(late).frames())
+    out = tmp_path / "out.mp4"
+    for start, heard in ((0, 0.7), (0.45, 0.25)):  # the tone at 1 s in the file
+        source = media.open_source(late, start=start)
+        assert source.seeks == (start > 0 and suffix == ".mp4")  # a TS has no index to seek by
+        assert all(np.array_equal(a, b) for a, b in zip(source.frames(), whole[5 * (start > 0):]))
+        media.write_output(lambda: source.frames(), out, "mp4", source.timing, audio_from=late,
+                           audio_seek=source.start_time)
+        assert loud_times(out)[0] == pytest.approx(heard, abs=0.06)
 
 
 def test_start_on_a_still_image_is_refused(tmp_path):

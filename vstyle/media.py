@@ -100,7 +100,8 @@ class Source:
     picks: list[int] | None = field(default=None, repr=False)  # GIF, --fps: its frames shown
     seek: float = 0.0  # video, --start: seconds in where it starts
     until: float | None = None  # video, --end: where it stops
-    seeks: bool = False  # video: ffmpeg seeks to `seek` (else it decodes from 0:00 and trims)
+    seeks: bool = False  # video: ffmpeg seeks to start_time (else it decodes from 0:00 and trims)
+    start_time: float = 0.0  # video: frame 1's time from the file's start (where its sound is)
 
     def frames(self, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
         """Lazily decode the n_frames frames, RGB uint8 (H, W, 3), resized to size=(w, h) if given."""
@@ -381,7 +382,11 @@ def _open_video(path: Path, max_frames: int | None = None, fps: float | None = N
         reader = imageio_ffmpeg.read_frames(str(path))
         meta = next(reader)
         reader.close()
-        n, seconds, seeks = _count_cut(path, max_frames, resample, start, end)
+        described = _description(path)
+        # frame 1's time in the file: its first picture (a TS camcorder clip's sound starts a
+        # few frames before it) and --start after that; the sound is cut there too
+        start_time = _video_start(described) + start
+        n, seconds, seeks = _count_cut(path, max_frames, resample, start, end, start_time)
     except Exception as error:  # anything ffmpeg or its header parser raise: the file is unusable
         if "does not contain any stream" in str(error):  # ffmpeg found no picture to decode
             raise VStyleError(f"video {path} has no video frames (no video stream, or an empty "
@@ -397,22 +402,31 @@ def _open_video(path: Path, max_frames: int | None = None, fps: float | None = N
         # run shorter or longer than the sound. Keep the average, which keeps the length.
         # (Also corrects a rate ffmpeg states rounded, 23.98 for 24000/1001, on long clips.)
         fps = n / seconds
-    return Source(path, "video", n, _display_size(path, meta), Timing(float(fps), None),
+    return Source(path, "video", n, _display_size(described, meta), Timing(float(fps), None),
                   "audio_codec" in meta, matrix=_assumed_matrix(meta.get("pix_fmt", ""),
                                                                 meta["source_size"]),
-                  resample=resample, seek=start, until=end, seeks=seeks)
+                  resample=resample, seek=start, until=end, seeks=seeks,
+                  start_time=start_time)
+
+
+# Containers with an index of their keyframes, where ffmpeg's seeking lands where it should
+# (in a TS or an MPEG-PS it searches the bytes, and may land past a keyframe: frames lost)
+SEEKABLE = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".3gp"}
 
 
 def _count_cut(path: Path, limit: int | None, resample: str, start: float,
-               end: float | None) -> tuple[int, float, bool]:
-    """_count_frames of a video cut to the frames that start in [start, end) (--start, --end),
-    and whether ffmpeg may seek to start. Seeking is tried first (a late start in a long film
-    then costs no decoding from 0:00), under -xerror: from a keyframe, some real files decode
-    into garbage (cockatoo.mp4, even from its IDR frame at 3.8 s); those are trimmed instead."""
-    if start:
+               end: float | None, start_time: float) -> tuple[int, float, bool]:
+    """_count_frames of a video cut to the frames that start in [start, end) (--start, --end;
+    seconds from its first picture, at start_time in the file), and whether ffmpeg may seek
+    there. Seeking is tried first (a late start in a long film then costs no decoding from
+    0:00), under -xerror: from a keyframe, some real files decode into garbage (cockatoo.mp4,
+    even from its IDR frame at 3.8 s); those are trimmed instead."""
+    if start and path.suffix.lower() in SEEKABLE:
         with suppress(RuntimeError):
-            return *_count_frames(path, limit, _timeline(resample, start, end, True),
-                                  ["-ss", f"{start:.6f}"]), True
+            n, seconds = _count_frames(path, limit, _timeline(resample, start, end, True),
+                                       ["-ss", f"{start_time:.6f}"])
+            if n:
+                return n, seconds, True
     return *_count_frames(path, limit, _timeline(resample, start, end, False)), False
 
 
@@ -458,13 +472,20 @@ def _description(path: Path) -> str:
     return probe.stderr.decode(errors="replace")
 
 
-def _display_size(path: Path, meta: dict) -> tuple[int, int]:
+def _video_start(described: str) -> float:
+    """Seconds from the file's start to its first picture, from ffmpeg's description."""
+    file = re.search(r"Duration: .*?, start: (-?[\d.]+)", described)
+    video = re.search(r"Stream #\S+.*?: Video: .*?, start (-?[\d.]+)", described)
+    return max(0.0, float(video[1]) - float(file[1])) if file and video else 0.0
+
+
+def _display_size(described: str, meta: dict) -> tuple[int, int]:
     """The size a player shows: DVD and HDV video store wider pixels (720x480 at 8:9 and
     1440x1080 at 4:3, a 'sample aspect ratio'), which players stretch and vstyle stretches
     too, never shrinking a side. imageio-ffmpeg's size is after a phone's turn, which turns
     the pixel aspect with it."""
     w, h = meta["size"]
-    match = re.search(r"Video: .*?\[SAR (\d+):(\d+) DAR", _description(path))
+    match = re.search(r"Video: .*?\[SAR (\d+):(\d+) DAR", described)
     if not match or 0 in (int(match[1]), int(match[2])):
         return w, h
     aspect = Fraction(int(match[1]), int(match[2]))
@@ -533,7 +554,7 @@ def _video_frames(source: Source) -> Iterator[np.ndarray]:
         filters.append(f"select=gte(n\\,{source.start})")
     if filters:
         params += ["-vf", ",".join(filters)]
-    seeking = ["-ss", f"{source.seek:.6f}"] if source.seeks else []
+    seeking = ["-ss", f"{source.start_time:.6f}"] if source.seeks else []
     reader = imageio_ffmpeg.read_frames(str(source.path), input_params=seeking,
                                         output_params=params)
     try:

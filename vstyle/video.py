@@ -108,8 +108,9 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
             frames = compare_frames(source, style_images, size, work) if options.compare else \
                 (lambda: work.frames(source.n_frames))
             media.write_output(frames, output, kind, source.timing,
-                               audio_from=audio_for(source, kind), audio_seek=source.seek,
-                               crf=options.crf, gif_dither=options.gif_dither)
+                               audio_from=audio_for(source, kind),
+                               audio_seek=source.start_time, crf=options.crf,
+                               gif_dither=options.gif_dither)
         except KeyboardInterrupt:
             kept = (f"{work.done} of {source.n_frames} frames are kept in {work.path}; run the "
                     "same command again to resume") if work.done else "nothing was written"
