@@ -323,6 +323,11 @@ def run_batch(inputs: list[Path], styles: list[Path], outdir: Path, options: Opt
         raise VStyleError("--loop and --preserve-colors need each clip in one piece (the last "
                           "frames lead into frame 1; colours are matched to frame 1): leave out "
                           "--chunk-frames")
+    if chunk_frames and chunk_frames < 4 * OVERLAP:
+        warnings.warn(f"--chunk-frames {chunk_frames}: each chunk after the first also paints "
+                      f"the {min(OVERLAP, chunk_frames)} frames before it, to blend the join, so "
+                      f"chunks this short redo {min(OVERLAP, chunk_frames) / chunk_frames:.0%} "
+                      "more frames; a few hundred is usual", VStyleWarning, stacklevel=2)
     media.check_writable(outdir / LEDGER, "folder for the outputs")
     outcomes, jobs = plan(inputs, styles, outdir, options, chunk_frames)
     outdir.mkdir(parents=True, exist_ok=True)  # once the plan holds
