@@ -432,7 +432,6 @@ def main() -> None:
         app.registered_commands[0].help = BATCH_HELP
         arguments = inspect.signature(main_command).parameters
         arguments["input"].default.metavar = "INPUTS..."
-        arguments["styles"].default.metavar = "STYLE"
     warnings.showwarning = _show_warning
     signal.signal(signal.SIGINT, SIGINT_HANDLER)  # Ctrl-C: KeyboardInterrupt again
     signal.signal(signal.SIGTERM, _sigterm)

@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from conftest import write_gif
+import vstyle
 from vstyle import media
 from vstyle.errors import VStyleError, VStyleWarning
 from vstyle.media import Timing
@@ -255,6 +256,17 @@ def test_a_phone_video_stored_sideways_comes_out_upright_and_quietly(tmp_path):
     script = f"from vstyle import media; list(media.open_source({str(sideways)!r}).frames())"
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert run.returncode == 0 and "frame size" not in run.stderr, run.stderr
+
+
+def test_an_aspect_set_by_the_container_wins(tmp_path):
+    made = tmp_path / "made.mp4"
+    subprocess.run([FFMPEG, "-y", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=32x24:rate=10",
+                    "-frames:v", "2", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(made)],
+                   check=True)
+    remuxed = tmp_path / "wide.mkv"  # the stream says square pixels, the container 16:9
+    subprocess.run([FFMPEG, "-y", "-v", "error", "-i", str(made), "-c", "copy", "-aspect", "16:9",
+                    str(remuxed)], check=True)
+    assert media.open_source(remuxed).size == (43, 24)
 
 
 @pytest.mark.parametrize("turn", [0, 90])
@@ -579,6 +591,29 @@ def test_the_sound_keeps_to_pictures_that_start_after_it(tmp_path, suffix):
         media.write_output(lambda: source.frames(), out, "mp4", source.timing, audio_from=late,
                            audio_seek=source.start_time)
         assert loud_times(out)[0] == pytest.approx(heard, abs=0.06)
+
+
+def test_the_sound_starts_with_the_first_frame_after_start(tmp_path):
+    slow = tmp_path / "slow.mp4"  # 2 frames a second, a tone from 1.0 to 1.3 s
+    subprocess.run([FFMPEG, "-y", "-v", "error", "-f", "lavfi", "-i",
+                    "testsrc=size=32x24:rate=2:duration=4", "-f", "lavfi", "-i",
+                    "sine=frequency=1000:duration=4,volume=enable='not(between(t,1,1.3))':volume=0",
+                    "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", str(slow)], check=True)
+    source = media.open_source(slow, start=0.1)  # the picture at 0.5 s is frame 1
+    assert source.n_frames == 7 and source.sound_from == pytest.approx(0.5, abs=0.01)
+    out = tmp_path / "out.mp4"
+    media.write_output(lambda: source.frames(), out, "mp4", source.timing, audio_from=slow,
+                       audio_seek=source.sound_from)
+    assert loud_times(out)[0] == pytest.approx(0.5, abs=0.06)  # with the 1.0 s picture
+
+
+def test_a_cut_that_holds_no_frame_says_so(tmp_path):
+    path = write_video(tmp_path / "clip.mp4", moving_square(12), 10)
+    with pytest.raises(VStyleError, match="no frame of video .*clip.mp4 starts between --start "
+                                          "0.41 s and --end 0.43 s: widen the range"):
+        media.open_source(path, start=0.41, end=0.43)
+    assert media.open_source(path, start="0:00.35").n_frames == 8  # times as the CLI takes them
+    assert vstyle.Options(start=None).validate().start == 0
 
 
 def test_start_on_a_still_image_is_refused(tmp_path):

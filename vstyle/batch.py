@@ -179,7 +179,7 @@ def join_chunks(output: Path, chunks: list[Job], options: Options) -> int:
                               "command again")
     frames = lambda: joined_frames(chunks)  # noqa: E731 - write_output may read them twice
     media.write_output(frames, output, kind, source.timing,
-                       audio_from=audio_for(source, kind), audio_seek=source.start_time,
+                       audio_from=audio_for(source, kind), audio_seek=source.sound_from,
                        crf=options.crf, gif_dither=options.gif_dither)
     for job in chunks:
         shutil.rmtree(job.output, ignore_errors=True)

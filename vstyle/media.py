@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .errors import VStyleError, VStyleWarning, plural
-from .options import MAX_SIZE
+from .options import MAX_SIZE, seconds
 
 # what ffmpeg decodes: phones, cameras (.mts/.m2ts: AVCHD), broadcast (.ts), older web video
 VIDEO_EXTS = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".mts",
@@ -101,7 +101,8 @@ class Source:
     seek: float = 0.0  # video, --start: seconds in where it starts
     until: float | None = None  # video, --end: where it stops
     seeks: bool = False  # video: ffmpeg seeks to start_time (else it decodes from 0:00 and trims)
-    start_time: float = 0.0  # video: frame 1's time from the file's start (where its sound is)
+    start_time: float = 0.0  # video: where --start is, in seconds from the file's start
+    sound_from: float = 0.0  # video: frame 1's time from the file's start, where its sound is
 
     def frames(self, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
         """Lazily decode the n_frames frames, RGB uint8 (H, W, 3), resized to size=(w, h) if given."""
@@ -280,6 +281,7 @@ def open_source(path: str | Path, max_frames: int | None = None,
     stylized. A folder or a still just plays at it. start, end (--start, --end, seconds): the
     part of a clip to stylize; max_frames counts from start."""
     path = Path(path)
+    start, end = seconds(start, "start") or 0.0, seconds(end, "end")  # "1:30" taken too
     if not path.exists():
         raise VStyleError(f"input {path} not found: check the path")
     kind = input_kind(path)
@@ -357,7 +359,7 @@ def _open_folder(path: Path, fps: float) -> Source:
     if not files:
         raise VStyleError(f"folder {path} has no images: put {', '.join(sorted(IMAGE_EXTS))} frames in it")
     beside = folder_clips(path)
-    if beside:  # a preview beside frames is common; frames beside clips may be a mistake
+    if beside:  # read as frames, yet it holds clips: perhaps the clips were meant
         warnings.warn(f"folder {path} is read as {plural(len(files), 'frame')}; left out: "
                       f"{some_names(beside)} (stylize clips with `vstyle batch {path} STYLE "
                       "-o OUTDIR`)", VStyleWarning, stacklevel=2)
@@ -371,6 +373,9 @@ def _folder_frames(source: Source) -> Iterator[np.ndarray]:
 
 
 def _unreadable_video(path: Path, error: BaseException) -> VStyleError:
+    if "does not contain any stream" in str(error):  # ffmpeg found no picture to decode
+        return VStyleError(f"video {path} has no video frames (no video stream, or an empty "
+                           "one): pass a video with pictures, not an audio-only file")
     return VStyleError(f"video {path} cannot be decoded ({_brief(error)}): it is corrupt or "
                        "truncated; re-export or re-download it")
 
@@ -382,31 +387,37 @@ def _open_video(path: Path, max_frames: int | None = None, fps: float | None = N
         reader = imageio_ffmpeg.read_frames(str(path))
         meta = next(reader)
         reader.close()
-        described = _description(path)
-        # frame 1's time in the file: its first picture (a TS camcorder clip's sound starts a
-        # few frames before it) and --start after that; the sound is cut there too
-        start_time = _video_start(described) + start
-        n, seconds, seeks = _count_cut(path, max_frames, resample, start, end, start_time)
     except Exception as error:  # anything ffmpeg or its header parser raise: the file is unusable
-        if "does not contain any stream" in str(error):  # ffmpeg found no picture to decode
-            raise VStyleError(f"video {path} has no video frames (no video stream, or an empty "
-                              "one): pass a video with pictures, not an audio-only file") from None
         raise _unreadable_video(path, error) from None
+    if start and meta.get("duration") and start >= meta["duration"]:  # found without decoding
+        raise _past_the_end(path, "video", start, meta["duration"])
+    try:
+        described = _description(path)
+        # --start counts from the first picture, which may come after the file's start (a TS
+        # camcorder clip's sound starts a few frames before it; a cut one mid-GOP, later)
+        picture = _first_picture(path, described) if start or "audio_codec" in meta else 0.0
+        n, length, seeks = _count_cut(path, max_frames, resample, start, end, picture + start)
+        sound = _sound_from(path, picture, start, seeks) if "audio_codec" in meta else 0.0
+    except Exception as error:  # anything ffmpeg raises: the file is unusable
+        raise _unreadable_video(path, error) from None
+    if not n and end is not None:
+        raise VStyleError(f"no frame of video {path} starts between --start {start:g} s and "
+                          f"--end {end:g} s: widen the range")
     if not n and start:
         raise _past_the_end(path, "video", start, meta.get("duration"))
     if not n:
         raise _unreadable_video(path, ValueError("no decodable frames"))
-    fps = fps or meta.get("fps") or (n / seconds if seconds else 25.0)
-    if not resample and seconds and abs(n / fps - seconds) > 1.5 / fps:
+    fps = fps or meta.get("fps") or (n / length if length else 25.0)
+    if not resample and length and abs(n / fps - length) > 1.5 / fps:
         # Variable frame rate (phones): ffmpeg's stated rate is a guess, and the output would
         # run shorter or longer than the sound. Keep the average, which keeps the length.
         # (Also corrects a rate ffmpeg states rounded, 23.98 for 24000/1001, on long clips.)
-        fps = n / seconds
+        fps = n / length
     return Source(path, "video", n, _display_size(described, meta), Timing(float(fps), None),
                   "audio_codec" in meta, matrix=_assumed_matrix(meta.get("pix_fmt", ""),
                                                                 meta["source_size"]),
                   resample=resample, seek=start, until=end, seeks=seeks,
-                  start_time=start_time)
+                  start_time=picture + start, sound_from=sound)
 
 
 # Containers with an index of their keyframes, where ffmpeg's seeking lands where it should
@@ -472,11 +483,30 @@ def _description(path: Path) -> str:
     return probe.stderr.decode(errors="replace")
 
 
-def _video_start(described: str) -> float:
-    """Seconds from the file's start to its first picture, from ffmpeg's description."""
+def _shown_at(path: Path, seeking: Sequence[str] = (), filters: Sequence[str] = ()) -> float:
+    """The time (ffmpeg's pts_time) of the first picture ffmpeg decodes, after `filters`."""
+    log = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", *seeking, "-i",
+                          str(path), "-map", "0:v:0", "-vf", ",".join([*filters, "showinfo"]),
+                          "-frames:v", "1", "-f", "null", "-"],
+                         capture_output=True, stdin=subprocess.DEVNULL).stderr.decode("latin-1")
+    match = re.search(r"\bn:\s*0\s+pts:\s*-?\d+\s+pts_time:\s*(-?[\d.]+)", log)
+    return float(match[1]) if match else 0.0
+
+
+def _first_picture(path: Path, described: str) -> float:
+    """Seconds from the file's start to its first decoded picture (-copyts: its own time)."""
     file = re.search(r"Duration: .*?, start: (-?[\d.]+)", described)
-    video = re.search(r"Stream #\S+.*?: Video: .*?, start (-?[\d.]+)", described)
-    return max(0.0, float(video[1]) - float(file[1])) if file and video else 0.0
+    return max(0.0, _shown_at(path, ["-copyts"]) - float(file[1])) if file else 0.0
+
+
+def _sound_from(path: Path, picture: float, start: float, seeks: bool) -> float:
+    """Where frame 1 is in the file, so that its sound is cut there: the first picture, or
+    the first frame from --start on (one frame later than --start, or a held frame's worth)."""
+    if not start:
+        return picture
+    if seeks:  # times after a seek count from where it went
+        return picture + start + _shown_at(path, ["-ss", f"{picture + start:.6f}"])
+    return picture + _shown_at(path, filters=["setpts=PTS-STARTPTS", f"trim=start={start:.6f}"])
 
 
 def _display_size(described: str, meta: dict) -> tuple[int, int]:
@@ -485,10 +515,11 @@ def _display_size(described: str, meta: dict) -> tuple[int, int]:
     too, never shrinking a side. imageio-ffmpeg's size is after a phone's turn, which turns
     the pixel aspect with it."""
     w, h = meta["size"]
-    match = re.search(r"Video: .*?\[SAR (\d+):(\d+) DAR", described)
-    if not match or 0 in (int(match[1]), int(match[2])):
+    line = re.search(r"Video: .*", described)  # a container's aspect comes last, and wins
+    shapes = re.findall(r"SAR (\d+):(\d+) DAR", line[0]) if line else []
+    if not shapes or "0" in shapes[-1]:
         return w, h
-    aspect = Fraction(int(match[1]), int(match[2]))
+    aspect = Fraction(int(shapes[-1][0]), int(shapes[-1][1]))
     if tuple(meta["size"]) != tuple(meta["source_size"]):  # turned 90 degrees
         aspect = 1 / aspect
     return (round(w * aspect), h) if aspect > 1 else (w, round(h / aspect))

@@ -111,7 +111,7 @@ class Options:
     compare: bool = False  # content | style | result side by side
 
     def __post_init__(self):
-        self.start, self.end = seconds(self.start, "start"), seconds(self.end, "end")
+        self.start, self.end = seconds(self.start, "start") or 0.0, seconds(self.end, "end")
         # Python callers may pass one value, or a comma-separated string, for a tuple option
         for name, kind in (("temporal_frames", int), ("content_layers", str),
                            ("style_layers", str), ("style_layer_weights", float),

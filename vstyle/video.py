@@ -109,7 +109,7 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
                 (lambda: work.frames(source.n_frames))
             media.write_output(frames, output, kind, source.timing,
                                audio_from=audio_for(source, kind),
-                               audio_seek=source.start_time, crf=options.crf,
+                               audio_seek=source.sound_from, crf=options.crf,
                                gif_dither=options.gif_dither)
         except KeyboardInterrupt:
             kept = (f"{work.done} of {source.n_frames} frames are kept in {work.path}; run the "
@@ -512,7 +512,7 @@ def fit_style(style: np.ndarray, options: Options, frame_size: tuple[int, int],
         warnings.warn(f"a style image of {w}x{h} px is enlarged to {size[0]}x{size[1]} for "
                       "this run: its texture will be blurred; use a larger painting or a "
                       "smaller --style-size", VStyleWarning, stacklevel=2)
-    elif min(w, h) * long_side / max(w, h) < 11:  # its short side raised to 16: over 1.5x
+    elif min(w, h) * long_side / max(w, h) < 11:  # its short side raised to 16: over 1.45x
         warnings.warn(f"a style image of {w}x{h} px is stretched to {size[0]}x{size[1]} (VGG19 "
                       "needs 16 px a side): use a less narrow painting or a larger --style-size",
                       VStyleWarning, stacklevel=2)
