@@ -263,7 +263,7 @@ def run_batch(inputs: list[Path], styles: list[Path], outdir: Optional[Path], op
     if outdir.suffix.lower() in OUTPUT_EXTS and not outdir.is_dir():
         raise vstyle.VStyleError(f"vstyle batch -o {outdir}: -o is the folder the outputs go "
                                  "in (each named after its input), not a file")
-    expanded = batch.expand_inputs(inputs)
+    expanded = batch.expand_inputs(inputs, known=[*styles, outdir])
     progress = Progress(TextColumn("[bold]batch"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("jobs"), TimeElapsedColumn(), JobsEtaColumn(),
                         console=err, disable=quiet)

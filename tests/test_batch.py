@@ -111,9 +111,13 @@ def test_a_folder_of_clips_holds_animated_webps_and_pngs_too(tmp_path):
     write_gif(folder / "c.gif", frames(2), [100, 100])
     images[0].save(folder / "still.png")  # a frame, not a clip: left out beside clips
     images[0].convert("RGBA").save(folder / "still.webp")  # an extended WebP (alpha), still
+    (folder / "out").mkdir()  # OUTDIR, and the style beside the clips: not inputs left out
+    images[0].save(folder / "style.jpg")
     with pytest.warns(VStyleWarning, match=r"folder .*clips: stylizing its 3 clips; left out: "
-                                           r"still.png and still.webp \(pass a folder of frames"):
-        assert [p.name for p in expand_inputs([folder])] == ["a.png", "b.webp", "c.gif"]
+                                           r"still.png and still.webp \(pass a folder or an image "
+                                           r"by its own name; to stylize the frames here, move"):
+        found = expand_inputs([folder], known=[folder / "out", folder / "style.jpg"])
+    assert [p.name for p in found] == ["a.png", "b.webp", "c.gif"]
     stills = tmp_path / "frames"
     stills.mkdir()
     for name in ("1.png", "2.webp"):

@@ -63,15 +63,17 @@ class Outcome:
         return bool(self.jobs) and self.jobs[0].frame_range is not None
 
 
-def expand_inputs(items: Iterable[str | Path]) -> list[Path]:
+def expand_inputs(items: Iterable[str | Path], known: Iterable[Path] = ()) -> list[Path]:
     """Files as they are; a folder of clips -> its clips; a folder of images -> itself;
-    a .txt file -> the inputs it lists, one a line (relative to the list's folder)."""
+    a .txt file -> the inputs it lists, one a line (relative to the list's folder).
+    `known`: paths that are no inputs (the styles, OUTDIR), never warned of as left out."""
     found: list[Path] = []
     of_clips = []  # folders read as their clips
     for item in map(Path, items):
         if item.suffix.lower() == ".txt" and item.is_file():
             lines = [l.strip() for l in item.read_text().splitlines()]
-            found += expand_inputs(item.parent / l for l in lines if l and not l.startswith("#"))
+            found += expand_inputs((item.parent / l for l in lines if l and not l.startswith("#")),
+                                   known)
         elif item.is_dir():  # its clips; else its images are the frames of one input
             clips = media.folder_clips(item)
             found += clips or [item]
@@ -79,20 +81,23 @@ def expand_inputs(items: Iterable[str | Path]) -> list[Path]:
         else:
             found.append(item)
     for folder, clips in of_clips:
-        warn_left_out(folder, clips, found)
+        warn_left_out(folder, clips, [*found, *known])
     return found
 
 
-def warn_left_out(folder: Path, clips: list[Path], found: list[Path]) -> None:
+def warn_left_out(folder: Path, clips: list[Path], used: list[Path]) -> None:
     """A folder of clips gives its clips alone: say which images and folders beside them
-    are not stylized (unless passed by name as well)."""
+    are not stylized (unless used otherwise: passed by name, a style, OUTDIR)."""
+    used = [p.resolve() for p in used]
     left = sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p not in clips
                   and (p.is_dir() or media.input_kind(p) == "image")
-                  and not any(f == p or p in f.parents for f in found))
+                  and not any(u == p.resolve() or p.resolve() in u.parents for u in used))
     if left:
+        frames = any(p.is_file() for p in left)  # the folder's own frames, perhaps
         warnings.warn(f"folder {folder}: stylizing its {plural(len(clips), 'clip')}; left "
-                      f"out: {media.some_names(left)} (pass a folder of frames or an image by "
-                      "its own name)", VStyleWarning, stacklevel=3)
+                      f"out: {media.some_names(left)} (pass a folder or an image by its own "
+                      f"name{'; to stylize the frames here, move the clips out' * frames})",
+                      VStyleWarning, stacklevel=3)
 
 
 def output_for(input: Path, styles: list[Path], outdir: Path) -> Path:

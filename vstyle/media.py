@@ -430,15 +430,26 @@ def _count_cut(path: Path, limit: int | None, resample: str, start: float,
     """_count_frames of a video cut to the frames that start in [start, end) (--start, --end;
     seconds from its first picture, at start_time in the file), and whether ffmpeg may seek
     there. Seeking is tried first (a late start in a long film then costs no decoding from
-    0:00), under -xerror: from a keyframe, some real files decode into garbage (cockatoo.mp4,
-    even from its IDR frame at 3.8 s); those are trimmed instead."""
-    if start and path.suffix.lower() in SEEKABLE:
-        with suppress(RuntimeError):
-            n, seconds = _count_frames(path, limit, _timeline(resample, start, end, True),
-                                       ["-ss", f"{start_time:.6f}"])
-            if n:
-                return n, seconds, True
+    0:00) where it decodes cleanly: from a keyframe, some real files decode into garbage
+    (cockatoo.mp4, even from its IDR frame at 3.8 s); those are trimmed instead."""
+    seeking = ["-ss", f"{start_time:.6f}"]
+    if start and path.suffix.lower() in SEEKABLE and _decodes_cleanly(path, seeking):
+        n, length = _count_frames(path, limit, _timeline(resample, start, end, True), seeking)
+        if n:
+            return n, length, True
     return *_count_frames(path, limit, _timeline(resample, start, end, False)), False
+
+
+# frames decoded after a seek to call it clean: cockatoo.mp4's damage showed in 18 of its first 20
+SEEK_CHECK_FRAMES = 24
+
+
+def _decodes_cleanly(path: Path, seeking: Sequence[str]) -> bool:
+    """Whether the first frames after a seek decode without a damaged one (-xerror stops there)."""
+    return subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-xerror", *seeking,
+                           "-i", str(path), "-map", "0:v:0", "-frames:v", str(SEEK_CHECK_FRAMES),
+                           "-f", "null", "-"], capture_output=True,
+                          stdin=subprocess.DEVNULL).returncode == 0
 
 
 def _timeline(resample: str, start: float = 0.0, end: float | None = None,
@@ -553,12 +564,11 @@ def _count_frames(path: Path, limit: int | None = None,
     waited 11 s for this on 2 cores, of an hour-long film minutes. With a limit, the length is
     where the next frame starts: ffmpeg's end time for a clip cut short is wrong for MKV and TS
     with variable frame rate (0.04 s for frames lasting 0.08 s). timeline: _timeline's filters;
-    seeking: input options (-ss), under which ffmpeg stops at the first damaged frame (-xerror)."""
+    seeking: input options (-ss)."""
     filters, cap = list(timeline), []
     if limit is not None:
         filters, cap = filters + ["showinfo"], ["-frames:v", str(limit + 1)]
-    strict = ["-xerror", *seeking] if seeking else []
-    proc = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", *strict, "-i", str(path),
+    proc = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", *seeking, "-i", str(path),
                            "-map", "0:v:0", "-vf", ",".join(filters), *cap, "-f", "null", "-"],
                           capture_output=True, stdin=subprocess.DEVNULL)
     log = proc.stderr.decode(errors="replace")
