@@ -1120,8 +1120,9 @@ def _write_mp4(frames: Callable[[], Iterable[np.ndarray]], out: Path, timing: Ti
     # pass, cut with -t (not -shortest, which drops video frames of a short track).
     with _scratch(out, ".video.mp4") as silent:
         _ffmpeg([*video, "-f", "mp4", str(silent)], counted)
-        # --start cuts the sound too, decoded: copied, it would start at the packet before,
-        # with negative times (where that was past its end, an MP4 claiming 6.8 s for 0.1 s)
+        # A sound cut to frame 1 (--start, or pictures that start after it) is decoded: copied,
+        # it would start at the packet before, with negative times (where that was past its
+        # end, an MP4 claiming 6.8 s for 0.1 s)
         seek = ["-ss", f"{audio_seek:.6f}"] if audio_seek else []
         copy = not audio_seek and _audio_codec(audio_from) in MP4_AUDIO_COPY
         _ffmpeg(["-i", str(silent), *seek, "-i", str(audio_from), "-map", "0:v:0", "-map", "1:a:0?",
