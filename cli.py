@@ -422,16 +422,32 @@ def _sigterm(signum, frame):
 BATCH = False  # `vstyle batch ...`: the same options, many inputs
 
 
+# `vstyle batch` is the same command read the other way round: its usage line and help say so
+BATCH_ARGUMENTS = {  # metavar, help
+    "input": ("INPUTS...", "Videos, GIFs, folders of clips, folders of frames, images, or .txt "
+                           "files listing them."),
+    "output": (None, "OUTDIR: the folder the outputs go in, each named <input>-<style> in its "
+                     "input's kind.")}
+SINGLE_ARGUMENTS = {name: (p.default.metavar, p.default.help)
+                    for name, p in inspect.signature(main_command).parameters.items()
+                    if name in BATCH_ARGUMENTS}
+
+
+def read_as(batch: bool) -> None:
+    """The command's help and usage for `vstyle batch` (True) or `vstyle` (False)."""
+    app.registered_commands[0].help = BATCH_HELP if batch else HELP
+    arguments = inspect.signature(main_command).parameters
+    for name, (metavar, help) in (BATCH_ARGUMENTS if batch else SINGLE_ARGUMENTS).items():
+        arguments[name].default.metavar, arguments[name].default.help = metavar, help
+
+
 def main() -> None:
     """Console entry point: one line per error, exit codes 1 (user error), 130 (interrupted)."""
     global BATCH
-    if len(sys.argv) > 1 and sys.argv[1] == "batch":
-        BATCH = True
+    BATCH = len(sys.argv) > 1 and sys.argv[1] == "batch"
+    if BATCH:
         del sys.argv[1]
-        # the same command, read the other way round: its usage line and help say so
-        app.registered_commands[0].help = BATCH_HELP
-        arguments = inspect.signature(main_command).parameters
-        arguments["input"].default.metavar = "INPUTS..."
+    read_as(BATCH)
     warnings.showwarning = _show_warning
     signal.signal(signal.SIGINT, SIGINT_HANDLER)  # Ctrl-C: KeyboardInterrupt again
     signal.signal(signal.SIGTERM, _sigterm)
