@@ -84,7 +84,7 @@ def show_version(value: bool) -> None:
         import torchvision
         gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
         print(f"vstyle {vstyle.__version__} (torch {torch.__version__}, torchvision "
-              f"{torchvision.__version__}, {gpus} CUDA GPU{'' if gpus == 1 else 's'})")
+              f"{torchvision.__version__}, {plural(gpus, 'CUDA GPU')})")
         raise typer.Exit()
 
 
@@ -208,7 +208,7 @@ def main_command(
         preserve_colors=preserve_colors, scales=scales, optimizer=optimizer, lr=lr, init=init,
         warm_start=warm_start, flow=flow, loop=loop, device=device, precision=precision,
         cuda_graphs=cuda_graphs, weights=weights, seed=seed,
-        start=0.0 if start is None else start, end=end, max_frames=max_frames, fps=fps,
+        start=start, end=end, max_frames=max_frames, fps=fps,
         crf=crf, gif_dither=gif_dither, compare=compare)
     if BATCH:
         if report or work_dir or keep_work or restart:
@@ -218,8 +218,9 @@ def main_command(
         # the last positionals are the styles: one, or one per --style-blend weight
         given, n = [input, *styles], len(options.style_blend or (1,))
         if len(given) <= n:
-            raise vstyle.VStyleError(f"vstyle batch takes INPUTS... then {n} style image"
-                                     f"{'s' * (n > 1)} (one per --style-blend weight): got "
+            raise vstyle.VStyleError(f"vstyle batch takes INPUTS... then "
+                                     f"{plural(n, 'style image')} (one per --style-blend "
+                                     "weight): got "
                                      f"{len(given)} paths in all")
         for path in given[-n:]:
             if media.input_kind(path) != "image":

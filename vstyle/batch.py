@@ -77,7 +77,8 @@ def expand_inputs(items: Iterable[str | Path], known: Iterable[Path] = ()) -> li
         elif item.is_dir():  # its clips; else its images are the frames of one input
             clips = media.folder_clips(item)
             found += clips or [item]
-            of_clips += [(item, clips)] * bool(clips)
+            if clips:
+                of_clips.append((item, clips))
         else:
             found.append(item)
     for folder, clips in of_clips:

@@ -446,10 +446,15 @@ SEEK_CHECK_FRAMES = 24
 
 def _decodes_cleanly(path: Path, seeking: Sequence[str]) -> bool:
     """Whether the first frames after a seek decode without a damaged one (-xerror stops there)."""
-    return subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-xerror", *seeking,
-                           "-i", str(path), "-map", "0:v:0", "-frames:v", str(SEEK_CHECK_FRAMES),
-                           "-f", "null", "-"], capture_output=True,
-                          stdin=subprocess.DEVNULL).returncode == 0
+    return _decode(path, ["-xerror", *seeking], ["-frames:v", str(SEEK_CHECK_FRAMES)])[0] == 0
+
+
+def _decode(path: Path, before: Sequence[str] = (), after: Sequence[str] = ()) -> tuple[int, str]:
+    """ffmpeg decoding the first video stream to nowhere: its exit code and its log."""
+    proc = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", *before, "-i",
+                           str(path), "-map", "0:v:0", *after, "-f", "null", "-"],
+                          capture_output=True, stdin=subprocess.DEVNULL)
+    return proc.returncode, proc.stderr.decode(errors="replace")
 
 
 def _timeline(resample: str, start: float = 0.0, end: float | None = None,
@@ -488,18 +493,25 @@ def _cut(source: Source, start: float, end: float | None) -> Source:
 
 
 def _description(path: Path) -> str:
-    """ffmpeg's description of a file: its streams, codecs, pixel aspect."""
-    probe = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)],
+    """ffmpeg's description of a file: its streams, codecs, pixel aspect (asked once a file:
+    probing and writing an MP4 with its sound both read it)."""
+    try:
+        stat = path.stat()
+    except OSError:  # ffmpeg says what is wrong with it
+        return _described(str(path), 0, -1)
+    return _described(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=64)
+def _described(path: str, mtime_ns: int, size: int) -> str:  # the file's identity as the key
+    probe = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", path],
                            capture_output=True, stdin=subprocess.DEVNULL)
     return probe.stderr.decode(errors="replace")
 
 
 def _shown_at(path: Path, seeking: Sequence[str] = (), filters: Sequence[str] = ()) -> float:
     """The time (ffmpeg's pts_time) of the first picture ffmpeg decodes, after `filters`."""
-    log = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", *seeking, "-i",
-                          str(path), "-map", "0:v:0", "-vf", ",".join([*filters, "showinfo"]),
-                          "-frames:v", "1", "-f", "null", "-"],
-                         capture_output=True, stdin=subprocess.DEVNULL).stderr.decode("latin-1")
+    _, log = _decode(path, seeking, ["-vf", ",".join([*filters, "showinfo"]), "-frames:v", "1"])
     match = re.search(r"\bn:\s*0\s+pts:\s*-?\d+\s+pts_time:\s*(-?[\d.]+)", log)
     return float(match[1]) if match else 0.0
 
@@ -568,11 +580,8 @@ def _count_frames(path: Path, limit: int | None = None,
     filters, cap = list(timeline), []
     if limit is not None:
         filters, cap = filters + ["showinfo"], ["-frames:v", str(limit + 1)]
-    proc = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", *seeking, "-i", str(path),
-                           "-map", "0:v:0", "-vf", ",".join(filters), *cap, "-f", "null", "-"],
-                          capture_output=True, stdin=subprocess.DEVNULL)
-    log = proc.stderr.decode(errors="replace")
-    if proc.returncode != 0:
+    code, log = _decode(path, seeking, ["-vf", ",".join(filters), *cap])
+    if code != 0:
         raise RuntimeError(log)
     frames = re.findall(r"frame=\s*(\d+)", log)
     n = int(frames[-1]) if frames else 0
