@@ -24,6 +24,7 @@ if os.path.basename(sys.argv[0]) in ("vstyle", "vstyle.exe", "cli.py") and \
         SIGINT_HANDLER is signal.default_int_handler:
     signal.signal(signal.SIGINT, _interrupted_while_loading)
 
+import threading
 import time
 import warnings
 from functools import partial
@@ -265,20 +266,12 @@ def run_batch(inputs: list[Path], styles: list[Path], outdir: Optional[Path], op
         raise vstyle.VStyleError(f"vstyle batch -o {outdir}: -o is the folder the outputs go "
                                  "in (each named after its input), not a file")
     expanded = batch.expand_inputs(inputs, known=[*styles, outdir])
-    progress = Progress(TextColumn("[bold]batch"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("jobs"), TimeElapsedColumn(), JobsEtaColumn(),
-                        console=err, disable=quiet)
-
-    def on_done(job, status, frames, error):
-        progress.advance(task)
-    with progress:
-        task = progress.add_task("batch", total=None)
+    with BatchProgress(quiet, options) as view:
         try:
             outcomes = batch.run_batch(expanded, styles, outdir, options,
                                        workers=workers, use_ray=use_ray,
                                        ray_address=address, chunk_frames=chunk_frames,
-                                       on_plan=lambda n: progress.update(task, total=n),
-                                       on_done=on_done)
+                                       on_plan=view.plan, on_done=view.done)
         except (KeyboardInterrupt, vstyle.Interrupted):  # the latter: the job in this process
             raise vstyle.Interrupted("interrupted: run the same command again to go on (finished "
                                      "inputs are skipped, the others resume)") from None
@@ -298,16 +291,21 @@ def run_batch(inputs: list[Path], styles: list[Path], outdir: Optional[Path], op
                                  "fix them and run the same command again: finished ones are skipped")
 
 
+def warm_iterations(options: Options) -> int:
+    """A guess at a warm frame's iterations, until some have finished (24-27 at the defaults:
+    bench/temporal.py; frames that start afresh, --warm-start none, run to the ceiling)."""
+    if options.warm_start == "none":
+        return options.iterations
+    return min(options.iterations, max(25, options.min_iterations))
+
+
 class Eta:
     """Time left, counted in optimizer iterations. Frame 1 takes up to --first-iterations and
     the warm frames after it far fewer (about 25 at the defaults), so a rate in frames is off
     by hours while frame 1 runs and for a while after it."""
 
     def __init__(self, options: Options):
-        # a warm frame's iterations until one has finished (24-27 at the defaults: bench/temporal.py;
-        # frames that start afresh, --warm-start none, run to the ceiling)
-        self.guess = options.iterations if options.warm_start == "none" else \
-            min(options.iterations, max(25, options.min_iterations))
+        self.guess = warm_iterations(options)
         self.warm: list[int] = []  # iterations of the warm frames finished so far
         # seconds an iteration, a moving average: --scales runs frame 1's first iterations
         # smaller, and warm frames carry more loss terms
@@ -352,18 +350,8 @@ def clock(seconds: float | None) -> Text:
     return Text(f"eta {s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}", style="cyan")
 
 
-class JobsEtaColumn(ProgressColumn):
-    """A batch's time left at its rate since the start: jobs take minutes, and rich's own
-    estimate (the jobs finished in the last 30 s) is mostly empty."""
-
-    def render(self, task) -> Text:
-        if not task.completed or not task.total or task.finished or task.elapsed is None:
-            return clock(None)
-        return clock(task.elapsed / task.completed * (task.total - task.completed))
-
-
 class EtaColumn(ProgressColumn):
-    def __init__(self, eta: Eta):
+    def __init__(self, eta: Eta | BatchProgress):
         super().__init__()
         self.eta = eta
 
@@ -410,6 +398,82 @@ class ProgressView:
             self.progress.update(self.task, completed=event.frame)
         elif event.kind == "encode" and self.task is not None:
             self.progress.update(self.task, description="encoding", it="-", loss="-")
+
+
+class BatchProgress:
+    """A batch's bar, in frames. Its jobs run in worker processes or on other machines and
+    share only files, so the frames they finish are counted in their work folders, once a
+    second. The time left is the rate since the start in iterations, as for one clip: each
+    job's frame 1 takes up to --first-iterations, its later frames far fewer."""
+
+    def __init__(self, quiet: bool, options: Options):
+        self.first, self.warm = options.first_iterations, warm_iterations(options)
+        self.jobs: list = []
+        self.frames: dict[int, int] = {}  # job index -> frames finished so far
+        self.ended: dict[int, int] = {}  # job index -> its frames, once it has ended
+        self.start_units = self.start_time = 0.0
+        self.progress = Progress(
+            TextColumn("[bold]batch"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("frames · {task.fields[jobs]} jobs"), TimeElapsedColumn(),
+            EtaColumn(self), console=err, disable=quiet)
+        self.task = self.progress.add_task("batch", total=None, jobs="-")
+        self.lock = threading.Lock()  # polled by a thread, read by rich's refresh thread
+        self.stop = threading.Event()
+        self.poller = threading.Thread(target=self._poll_every_second, daemon=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        if self.poller.is_alive():  # drawn from the plan on: an error before it stays one line
+            self.poller.join()
+            self.poll()
+            self.progress.stop()
+
+    def plan(self, jobs: list) -> None:
+        self.jobs = jobs
+        self.poll()  # frames an earlier run finished: done, but not in this run's rate
+        self.start_units, self.start_time = self.units(), time.monotonic()
+        self.progress.start()
+        self.poller.start()
+
+    def done(self, job, status: str, frames: int, error: str) -> None:
+        index = next(i for i, j in enumerate(self.jobs) if j is job)
+        with self.lock:  # a failed job's unpainted frames leave the total
+            self.ended[index] = job.n_frames if status == "done" else self.frames.get(index, 0)
+        self.poll()
+
+    def poll(self) -> None:
+        from vstyle.batch import painted
+        counts = {i: painted(job) for i, job in enumerate(self.jobs) if i not in self.ended}
+        with self.lock:
+            for i, n in counts.items():
+                if n is not None:  # None: not started, or finished (its folder just removed)
+                    self.frames[i] = min(n, self.jobs[i].n_frames)
+            self.frames.update(self.ended)
+            completed, total = sum(self.frames.values()), sum(self.totals().values())
+        self.progress.update(self.task, total=total, completed=completed,
+                             jobs=f"{len(self.ended)}/{len(self.jobs)}")
+
+    def totals(self) -> dict[int, int]:
+        return {i: self.ended.get(i, job.n_frames) for i, job in enumerate(self.jobs)}
+
+    def _poll_every_second(self) -> None:
+        while not self.stop.wait(1.0):
+            self.poll()
+
+    def units(self, frames: dict[int, int] | None = None) -> float:
+        """Iterations that `frames` (job index -> frames finished) take, by the guess above."""
+        frames = self.frames if frames is None else frames
+        return sum(self.first + (n - 1) * self.warm for n in frames.values() if n)
+
+    def seconds_left(self) -> float | None:
+        with self.lock:
+            now, total = self.units(), self.units(self.totals())
+        if now <= self.start_units:
+            return None
+        return (time.monotonic() - self.start_time) / (now - self.start_units) * (total - now)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):

@@ -27,6 +27,7 @@ import conftest
 from conftest import FAST, frames
 import vstyle
 from vstyle import media
+from vstyle.options import Options
 
 RANDOM_WEIGHTS_WARNING = "warning: random VGG19 weights"
 VGG19_CONVS = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
@@ -406,7 +407,6 @@ def test_version_says_what_runs(tmp_path, monkeypatch, capsys):
 
 def test_help_shows_every_option_once_in_its_group(tmp_path):
     from dataclasses import fields
-    from vstyle.options import Options
     result = ok(conftest.run_cli("--help", cwd=tmp_path, env={"COLUMNS": "200"}))
     group, groups = None, {}  # option -> the panel it is listed in
     for line in result.stdout.splitlines():
@@ -517,7 +517,6 @@ def test_batch_help_reads_inputs_first(tmp_path):
 
 def test_eta_counts_iterations_not_frames():
     from cli import Eta
-    from vstyle.options import Options
     eta = Eta(Options())  # frame 1: up to 500 iterations; later ones guessed at 25 until seen
     eta.start(n_frames=3)
     assert eta.seconds_left() is None  # no iteration timed yet
@@ -533,17 +532,43 @@ def test_eta_counts_iterations_not_frames():
     assert eta.seconds_left() == pytest.approx(35 * 2, rel=0.02)
 
 
-def test_batch_eta_is_the_rate_since_the_start():
-    from rich.progress import Progress
-    from cli import JobsEtaColumn
-    now = [0.0]
-    progress = Progress(get_time=lambda: now[0], disable=True)
-    task = progress.add_task("batch", total=10)
-    column = JobsEtaColumn()
-    assert column.render(progress.tasks[0]).plain == "eta -:--:--"
-    now[0] = 60.0
-    progress.update(task, advance=3)  # two workers: three jobs done, close together, in 60 s
-    assert column.render(progress.tasks[0]).plain == "eta 0:02:20"
+def test_batch_progress_counts_frames_in_the_work_folders(tmp_path):
+    import time
+    from cli import BatchProgress
+    from vstyle.batch import Job
+    from vstyle.video import default_work_dir
+    jobs = [Job(tmp_path / "a.mp4", tmp_path / "a-style.mp4", frame_range=(0, 10)),
+            Job(tmp_path / "b.mp4", tmp_path / "b-style.mp4", frame_range=(0, 20))]
+    work = [default_work_dir(job.output) for job in jobs]
+
+    def paint(folder, frames):
+        folder.mkdir(exist_ok=True)
+        for k in frames:
+            (folder / f"{k:05d}.png").write_bytes(b"png")
+    paint(work[0], range(1, 4))  # an earlier run's frames
+    view = BatchProgress(quiet=True, options=Options(first_iterations=100, iterations=30))
+    task = view.progress.tasks[0]
+    with view:
+        view.plan(jobs)
+        assert (task.completed, task.total) == (3, 30)
+        assert view.seconds_left() is None  # nothing painted by this run yet
+        view.start_time = time.monotonic() - 60
+        paint(work[0], [4, 5])
+        paint(work[1], [1])
+        (work[1] / ".00002.png.x1.tmp").write_bytes(b"half")  # being written: not a frame
+        (work[1] / "manifest.json").write_text("{}")
+        view.poll()
+        assert (task.completed, task.total) == (6, 30)
+        # frame 1 counts 100 iterations, the others 25: 150 done in this run in 60 s, 600 left
+        assert view.seconds_left() == pytest.approx(600 / 150 * 60, rel=0.01)
+        view.done(jobs[1], "failed", 0, "broken")  # its unpainted frames leave the total
+        assert (task.completed, task.total) == (6, 11)
+        shutil.rmtree(work[0])  # a job that has just finished, its end not yet reported
+        view.poll()
+        assert task.completed == 6
+        view.done(jobs[0], "done", 10, "")
+        assert (task.completed, task.total) == (11, 11)
+        assert task.fields["jobs"] == "2/2"
 
 
 def test_batch_refuses_a_file_name_for_its_folder(clip, style, tmp_path):

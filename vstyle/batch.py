@@ -47,6 +47,13 @@ class Job:
     # The input as planning probed it (counting a video's frames decodes them): probed once.
     source: media.Source | None = field(default=None, repr=False)
 
+    @property
+    def n_frames(self) -> int:
+        """The frames it paints (a chunk's include its overlap)."""
+        if self.frame_range:
+            return self.frame_range[1] - self.frame_range[0]
+        return self.source.n_frames if self.source else 0
+
 
 @dataclass
 class Outcome:
@@ -163,6 +170,17 @@ def run_job(job: Job, styles: list[Path], options: Options) -> tuple[str, int, s
         raise  # Ctrl-C stops the whole batch; finished frames stay for the next run
     except Exception as e:  # a bug or a library's error too: still only this input fails
         return "failed", 0, failure(e)
+
+
+def painted(job: Job) -> int | None:
+    """How many of a job's frames are finished in its work folder (for a progress bar; a
+    batch's jobs run in other processes or on other machines, and share only files), or None
+    where there is no such folder: the job has not started, or it has finished."""
+    try:
+        with os.scandir(default_work_dir(job.output)) as entries:
+            return sum(1 for e in entries if e.name.endswith(".png") and e.name[0].isdigit())
+    except OSError:
+        return None
 
 
 def failure(error: Exception) -> str:
@@ -317,10 +335,12 @@ OnDone = Callable[[Job, str, int, str], None]
 
 def run_batch(inputs: list[Path], styles: list[Path], outdir: Path, options: Options, *,
               workers: int | None = None, ray_address: str | None = None, use_ray: bool = False,
-              chunk_frames: int | None = None, on_plan: Callable[[int], None] | None = None,
+              chunk_frames: int | None = None,
+              on_plan: Callable[[list[Job]], None] | None = None,
               on_done: OnDone | None = None) -> list[Outcome]:
     """Stylize every input into outdir; one failure never stops the others. `workers`: jobs
-    at once (default: one per GPU locally, as many as the Ray cluster takes)."""
+    at once (default: one per GPU locally, as many as the Ray cluster takes). on_plan gets the
+    jobs before they start, on_done each one's result as it ends."""
     options = options.validate()
     for name, value in (("workers", workers), ("chunk-frames", chunk_frames)):
         if value is not None and value < 1:
@@ -338,7 +358,7 @@ def run_batch(inputs: list[Path], styles: list[Path], outdir: Path, options: Opt
     outcomes, jobs = plan(inputs, styles, outdir, options, chunk_frames)
     outdir.mkdir(parents=True, exist_ok=True)  # once the plan holds
     if on_plan:
-        on_plan(len(jobs))
+        on_plan(jobs)
     runner = _run_ray if use_ray else _run_local
     results: dict[int, tuple[str, int, str]] = {}
     owner = {id(job): outcome for outcome in outcomes for job in outcome.jobs}
