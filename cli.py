@@ -246,7 +246,7 @@ def main_command(
         line = f"wrote {result.output}: {frames}{reused}"
         if done:  # not when every frame came from the earlier run
             line += f", {result.seconds:.1f} s ({result.seconds / done:.2f} s/frame)"
-        if result.consistency:
+        if result.consistency and result.consistency["pairs"]:  # one frame: nothing to measure
             c = result.consistency
             ratio = "n/a" if c["ratio"] is None else f"{c['ratio']:.2f}"
             line += (f"; warping error {c['warping_error']:.5f} (input's own "
@@ -498,12 +498,17 @@ SINGLE_ARGUMENTS = {name: (p.default.metavar, p.default.help)
                     if name in BATCH_ARGUMENTS}
 
 
+SINGLE_ONLY = ("report", "work_dir", "keep_work", "restart")  # vstyle batch refuses these
+
+
 def read_as(batch: bool) -> None:
     """The command's help and usage for `vstyle batch` (True) or `vstyle` (False)."""
     app.registered_commands[0].help = BATCH_HELP if batch else HELP
     arguments = inspect.signature(main_command).parameters
     for name, (metavar, help) in (BATCH_ARGUMENTS if batch else SINGLE_ARGUMENTS).items():
         arguments[name].default.metavar, arguments[name].default.help = metavar, help
+    for name in SINGLE_ONLY:
+        arguments[name].default.hidden = batch
 
 
 def main() -> None:

@@ -70,6 +70,16 @@ def test_stylize_image_takes_grey_and_float_arrays_and_refuses_others(style):
     assert by_path.shape == (24, 32, 3)
     with pytest.raises(vstyle.VStyleError, match="no style image given"):
         vstyle.stylize_image(grey, [], **TINY)
+    # so may the content, as in the README; anything else that is no array says what it is
+    photo = style.parent / "photo.png"
+    iio.imwrite(photo, frames(1, 64, 48)[0])
+    assert vstyle.stylize_image(photo, style, **{**TINY, "iterations": 1,
+                                                 "first_iterations": 1}).shape == (24, 32, 3)
+    with pytest.raises(vstyle.VStyleError, match="content image .*nothing.png not found"):
+        vstyle.stylize_image(style.parent / "nothing.png", style, **TINY)
+    with pytest.raises(vstyle.VStyleError, match="content is a NoneType, not an image: pass a "
+                                                 "numpy array"):
+        vstyle.stylize_image(None, style, **TINY)
 
 
 @pytest.mark.parametrize("shape, says", [
@@ -171,7 +181,7 @@ def test_loop_closes_the_seam(style, tmp_path):
     for loop in (False, True):
         out = tmp_path / f"loop{loop}"
         vstyle.stylize(clip, style, out, loop=loop, **settings)
-        results = [media.load_image(p) for p in sorted(out.iterdir())]
+        results = [media.load_image(p) for p in media.written_frames(out)]
         inputs = list(media.open_source(clip).frames((48, 36)))
         warp = FlowEstimator().warp(inputs[-1], inputs[0])  # the seam: last frame -> first
         seams[loop] = pair_error(warp, results[-1], results[0])

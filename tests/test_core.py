@@ -310,7 +310,7 @@ def test_cuda_graphs_change_nothing_but_the_speed(clip, style, tmp_path):
                     weights="random")
     runs = [vstyle.stylize(clip, style, tmp_path / str(g), cuda_graphs=g, **settings)
             for g in (True, False)]
-    graphed, eager = ([media.load_image(p) for p in sorted((tmp_path / str(g)).iterdir())]
+    graphed, eager = ([media.load_image(p) for p in media.written_frames(tmp_path / str(g))]
                       for g in (True, False))
     assert len(graphed) == len(eager) == 5
     for a, b in zip(graphed, eager):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import io
+import shutil
 import subprocess
 import sys
 import warnings
@@ -629,10 +630,19 @@ def test_still_image_source(tmp_path):
 def test_folder_output_replaces_only_our_own_frames(tmp_path):
     out = tmp_path / "stylized"
     media.write_output(moving_square(3), out, "folder", Timing(10.0, None))
-    assert sorted(p.name for p in out.iterdir()) == ["00001.png", "00002.png", "00003.png"]
+    assert sorted(p.name for p in out.iterdir()) == [".vstyle", "00001.png", "00002.png",
+                                                     "00003.png"]
     assert np.array_equal(iio.imread(out / "00002.png"), moving_square(3)[1])
     media.write_output(moving_square(2), out, "folder", Timing(10.0, None))  # a rerun replaces it
-    assert sorted(p.name for p in out.iterdir()) == ["00001.png", "00002.png"]
+    assert [p.name for p in media.written_frames(out)] == ["00001.png", "00002.png"]
+    # frames with our names that vstyle did not write (a user's, a camera's) are never replaced
+    theirs = tmp_path / "theirs"
+    media.write_output(moving_square(3), theirs, "folder", Timing(10.0, None))
+    (theirs / ".vstyle").unlink()
+    with pytest.raises(VStyleError, match="theirs is not empty, and not frames vstyle wrote"):
+        media.write_output(moving_square(2), theirs, "folder", Timing(10.0, None))
+    assert len(media.written_frames(theirs)) == 3
+    shutil.rmtree(theirs)
     (out / "mine.txt").write_text("keep me")
     source = media.open_source(out)
     with pytest.raises(VStyleError, match="not empty"):
@@ -786,6 +796,26 @@ def test_broken_inputs_give_one_line_errors(tmp_path, case, message):
     with pytest.raises(VStyleError, match=message) as error:
         media.open_source(broken_inputs(tmp_path)[case])
     assert "\n" not in str(error.value) and ":" in str(error.value)
+
+
+def test_a_video_cut_short_after_its_index_is_read_with_a_warning(tmp_path):
+    """An MP4 with its index first (faststart), whose download stopped partway: the frames that
+    are there are read, and the user is told why the clip is shorter than it should be."""
+    full = tmp_path / "full.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i",
+                    "testsrc=size=160x120:rate=30", "-t", "2", "-pix_fmt", "yuv420p",
+                    "-movflags", "+faststart", str(full)], check=True)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size * 6 // 10])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert media.open_source(full).n_frames == 60
+    with pytest.warns(VStyleWarning, match=r"video .*cut.mp4 is cut short .* stylizing the "
+                                           r"(\d+) frames that are there") as caught:
+        source = media.open_source(cut)
+    assert 0 < source.n_frames < 60
+    assert f"the {source.n_frames} frames" in str(caught[0].message)
+    assert len(list(source.frames((80, 60)))) == source.n_frames
 
 
 # --- WebP ----------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 import vstyle
-from conftest import frames, shared_file, with_audio, write_gif, write_mp4
+from conftest import frames, run_cli, shared_file, with_audio, write_gif, write_mp4
 from vstyle import media, metrics, video
 from vstyle.flow import FlowEstimator
 from vstyle.optimize import Stylizer, to_tensor
@@ -117,7 +117,7 @@ def test_gif_to_mp4_and_folder_to_folder(style, tmp_path):
         iio.imwrite(folder / f"frame{[2, 10, 1][i]}.png", image)
     out = tmp_path / "styled"
     vstyle.stylize(folder, style, out, **TINY)
-    assert sorted(p.name for p in out.iterdir()) == ["00001.png", "00002.png", "00003.png"]
+    assert [p.name for p in media.written_frames(out)] == ["00001.png", "00002.png", "00003.png"]
 
 
 def test_still_image_and_max_frames(clip, style, tmp_path):
@@ -193,8 +193,8 @@ def test_interrupted_run_resumes_without_a_seam(clip, style, tmp_path, gaps):
     assert result.reused == 3 and not work.exists()
     # the figures of the frames from before the stop were kept with them
     assert result.consistency == pytest.approx(first.consistency, rel=1e-6)
-    resumed = [iio.imread(p) for p in sorted(out.iterdir())]
-    uninterrupted = [iio.imread(p) for p in sorted(full.iterdir())]
+    resumed = [iio.imread(p) for p in media.written_frames(out)]
+    uninterrupted = [iio.imread(p) for p in media.written_frames(full)]
     assert len(resumed) == 6
     for a, b in zip(resumed, uninterrupted):  # the same frames, as if never interrupted
         assert np.abs(a.astype(int) - b).max() <= 1
@@ -246,6 +246,28 @@ def test_a_work_dir_holding_other_files_is_refused_and_left_alone(clip, style, t
                        restart=restart, **TINY)
     assert sorted(p.name for p in work.iterdir()) == ["00001.png", "notes.txt"]
     assert not (tmp_path / "out.gif").exists()
+
+
+def test_folders_a_run_made_for_its_work_go_with_it(clip, style, tmp_path):
+    root = tmp_path / "runs"
+    root.mkdir()
+    # --work-dir new/sub: both made, both removed at the end
+    vstyle.stylize(clip, style, root / "a.gif", max_frames=2, work_dir=root / "new" / "sub",
+                   **TINY)
+    assert sorted(p.name for p in root.iterdir()) == ["a.gif"]
+    # a run that stops before its first frame leaves no empty output folder behind
+    with pytest.raises(vstyle.VStyleError, match="weights file"):
+        vstyle.stylize(clip, style, root / "out" / "b.gif", max_frames=2,
+                       **{**TINY, "weights": str(root / "missing.pth")})
+    assert sorted(p.name for p in root.iterdir()) == ["a.gif"]
+    # a folder the run did not make stays, and so does a made one that holds the output
+    (root / "mine").mkdir()
+    vstyle.stylize(clip, style, root / "mine" / "new" / "c.gif", max_frames=2, **TINY)
+    assert [p.name for p in (root / "mine" / "new").iterdir()] == ["c.gif"]
+    with pytest.raises(vstyle.VStyleError, match=r"work folder .*a.gif is a file: pass "
+                                                 r"--work-dir with a new or empty folder"):
+        vstyle.stylize(clip, style, root / "d.gif", max_frames=2, work_dir=root / "a.gif",
+                       **TINY)
 
 
 def test_the_same_run_started_twice_is_refused_while_the_first_runs(clip, style, tmp_path):
@@ -326,7 +348,7 @@ def test_a_repeated_picture_is_copied_not_painted_again(style, tmp_path, monkeyp
     assert [f.get("repeat", False) for f in result.frames] == [False, False, True, False]
     assert len(flows) == 2  # none for the copy
     assert result.frames[2]["loss"] == result.frames[1]["loss"]  # no NaN in the report
-    out = [media.load_image(p) for p in sorted((tmp_path / "out").iterdir())]
+    out = [media.load_image(p) for p in media.written_frames(tmp_path / "out")]
     assert np.array_equal(out[1], out[2]) and not np.array_equal(out[2], out[3])
     assert result.frames[2]["warping_error"] == result.frames[2]["input_warping_error"] == 0
 
@@ -380,6 +402,18 @@ def test_a_still_clip_reports_no_ratio(style, tmp_path):
     assert "NaN" not in text and json.loads(text)["consistency"]["ratio"] is None
 
 
+
+def test_one_frame_has_no_warping_error(clip, style, tmp_path):
+    # no pair of frames: nothing measured, which is not a perfect 0
+    report = tmp_path / "r.json"
+    vstyle.stylize(clip, style, tmp_path / "out.gif", max_frames=1, report=report, **TINY)
+    assert json.loads(report.read_text())["consistency"] == {
+        "warping_error": None, "input_warping_error": None, "ratio": None, "pairs": 0}
+    line = run_cli(clip, style, "-o", tmp_path / "one.gif", "--report", report,
+                   "--max-frames", "1", "--size", "32", "--first-iterations", "4").stderr
+    assert "wrote" in line and "warping error" not in line
+
+
 def test_report_has_per_frame_stats_and_consistency(clip, style, tmp_path):
     report = tmp_path / "report.json"
     vstyle.stylize(clip, style, tmp_path / "out.gif", max_frames=4, report=report, **TINY)
@@ -398,7 +432,7 @@ def test_consistency_measured_during_the_run_equals_the_metric(clip, style, tmp_
     result = vstyle.stylize(clip, style, tmp_path / "out", max_frames=4, **TINY)
     assert result.consistency is not None and result.consistency["pairs"] == 3
     size = media.fit_size(media.open_source(clip).size, TINY["size"])
-    outputs = [media.load_image(p) for p in sorted((tmp_path / "out").iterdir())]
+    outputs = [media.load_image(p) for p in media.written_frames(tmp_path / "out")]
     expected = metrics.consistency(media.open_source(clip, 4).frames(size), outputs)
     assert result.consistency == pytest.approx(expected, rel=1e-6)
     assert vstyle.stylize(clip, style, tmp_path / "prev", max_frames=4, warm_start="previous",

@@ -161,7 +161,7 @@ def drop_stale_chunks(output: Path, jobs: list[Job]) -> None:
 def run_job(job: Job, styles: list[Path], options: Options) -> tuple[str, int, str]:
     """Stylize one input or chunk; a user error becomes a result, not an exception."""
     if job.frame_range and finished(job.output):
-        return "done", len(list(job.output.iterdir())), ""  # a chunk from an earlier run
+        return "done", len(media.written_frames(job.output)), ""  # from an earlier run
     try:
         result = stylize(job.source or job.input, styles, job.output, options,
                          frame_range=job.frame_range)
@@ -196,7 +196,7 @@ def join_chunks(output: Path, chunks: list[Job], options: Options) -> int:
     size = written_size(media.fit_size(source.size, options.size), options)
     kind = media.check_output(output, source, frame_size=size)
     for job in chunks:  # all there: another batch may have removed one meanwhile
-        have = len(list(job.output.iterdir())) if job.output.is_dir() else 0
+        have = len(media.written_frames(job.output)) if job.output.is_dir() else 0
         if have != job.frame_range[1] - job.frame_range[0]:
             raise VStyleError(f"chunk {job.output} holds {have} of "
                               f"{job.frame_range[1] - job.frame_range[0]} frames: run the same "
@@ -216,7 +216,7 @@ def joined_frames(chunks: list[Job]) -> Iterable[np.ndarray]:
     over OVERLAP small steps instead of one jump."""
     held: list[Path] = []  # the previous chunk's last frames, which the next chunk overlaps
     for i, job in enumerate(chunks):
-        files = sorted(job.output.iterdir())
+        files = media.written_frames(job.output)
         for k, (old, new) in enumerate(zip(held, files[:job.keep_from])):
             w = (k + 1) / (job.keep_from + 1)
             mixed = (1 - w) * read_frame(old) + w * read_frame(new)

@@ -54,6 +54,9 @@ GIF_DITHER = {"bayer": "bayer:bayer_scale=5", "sierra2_4a": "sierra2_4a",
 # mp4 holds these audio codecs as they are; anything else (pcm, vorbis...) is re-encoded to AAC.
 MP4_AUDIO_COPY = {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"}
 _FRAME_NAME = re.compile(r"\d{5,}\.png")
+# In every folder of frames vstyle writes: what lets a later run replace that folder (and only
+# such a folder: a user's own 00001.png... must never be deleted)
+FOLDER_MARK = ".vstyle"
 
 
 def _not_rotation(record: logging.LogRecord) -> bool:
@@ -159,6 +162,9 @@ def as_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:
     with nothing above 255 holds 8-bit levels); other shapes, complex numbers and clearly
     negative values are a VStyleError."""
     a = np.asarray(image)
+    if a.ndim == 0:  # None, a number, a string...
+        raise VStyleError(f"{name} is a {type(image).__name__}, not an image: pass a numpy "
+                          "array, (height, width, 3) uint8 levels or floats in [0, 1]")
     if a.ndim == 2:
         a = a[..., None]
     if a.ndim != 3 or a.shape[2] not in (1, 3, 4) or 0 in a.shape or np.iscomplexobj(a) or \
@@ -216,17 +222,19 @@ def _read_image(path: Path, problem: str) -> np.ndarray:
         raise VStyleError(problem.format(path=path, why=_brief(error))) from None
 
 
-def load_image(path: str | Path) -> np.ndarray:
-    """A style image as RGB uint8 (H, W, 3), whatever its mode (grey, RGBA, palette, 16-bit)."""
+def load_image(path: str | Path, what: str = "style image") -> np.ndarray:
+    """An image file (a style, or stylize_image's content) as RGB uint8 (H, W, 3), whatever its
+    mode (grey, RGBA, palette, 16-bit)."""
     if Path(path).is_dir():
-        raise VStyleError(f"style image {path} is a folder: pass an image file in it")
+        raise VStyleError(f"{what} {path} is a folder: pass an image file in it")
     if not Path(path).is_file():
-        raise VStyleError(f"style image {path} not found: check the path")
-    if input_kind(Path(path)) == "video":  # the arguments swapped, most likely
+        raise VStyleError(f"{what} {path} not found: check the path")
+    if what == "style image" and input_kind(Path(path)) == "video":  # arguments swapped?
         raise VStyleError(f"style image {path} is a video: the input comes first, then the "
                           "style (vstyle INPUT STYLE -o OUTPUT)")
-    return _read_image(Path(path), "style image {path} is not an image ({why}): "
-                                   "pass a .jpg or .png painting")
+    kind = "painting" if what == "style image" else "image"
+    return _read_image(Path(path), f"{what} {{path}} is not an image ({{why}}): pass a .jpg or "
+                                   f".png {kind}")
 
 
 def fit_size(size: tuple[int, int], long_side: int) -> tuple[int, int]:
@@ -585,6 +593,10 @@ def _count_frames(path: Path, limit: int | None = None,
         raise RuntimeError(log)
     frames = re.findall(r"frame=\s*(\d+)", log)
     n = int(frames[-1]) if frames else 0
+    if "partial file" in log:  # MP4/MOV: its index lists frames past the end of the file
+        warnings.warn(f"video {path} is cut short (an unfinished download or copy?): its index "
+                      f"lists more frames than the file holds; stylizing the {plural(n, 'frame')} "
+                      "that are there", VStyleWarning, stacklevel=2)
     if limit is not None and n > limit:
         starts = dict(re.findall(r"\bn:\s*(\d+)\s+pts:\s*-?\d+\s+pts_time:\s*(-?[\d.]+)", log))
         if str(limit) in starts:
@@ -961,11 +973,20 @@ def check_not_overwriting(path: Path, name: str, source: Source,
 
 
 def _check_folder_target(folder: Path) -> None:
-    """Replace only an empty folder or one that holds nothing but our own NNNNN.png frames."""
+    """Replace only an empty folder, or one that vstyle wrote and that holds nothing else."""
     if folder.exists() and not folder.is_dir():
         raise VStyleError(f"output {folder} is a file: choose a folder name")
-    if folder.is_dir() and not all(_FRAME_NAME.fullmatch(p.name) for p in folder.iterdir()):
-        raise VStyleError(f"output folder {folder} is not empty: choose a new folder")
+    names = [p.name for p in folder.iterdir()] if folder.is_dir() else []
+    ours = FOLDER_MARK in names and all(_FRAME_NAME.fullmatch(n) for n in names
+                                        if n != FOLDER_MARK)
+    if names and not ours:
+        raise VStyleError(f"output folder {folder} is not empty, and not frames vstyle wrote: "
+                          "choose a new folder, or empty this one")
+
+
+def written_frames(folder: Path) -> list[Path]:
+    """The frames in a folder that vstyle wrote, in order."""
+    return sorted(p for p in folder.iterdir() if _FRAME_NAME.fullmatch(p.name))
 
 
 # --- encoding ------------------------------------------------------------------------------------
@@ -1155,6 +1176,8 @@ def _write_folder(frames: Callable[[], Iterable[np.ndarray]], out: Path) -> None
         tmp.mkdir()
         for i, frame in enumerate(frames(), start=1):
             (tmp / f"{i:05d}.png").write_bytes(png_bytes(frame))
+        (tmp / FOLDER_MARK).write_text("frames written by vstyle: a later run may replace "
+                                       "this folder whole\n")
         if out.exists():  # an earlier run of ours: swap it out, then delete it
             _check_folder_target(out)
             with _scratch(out, ".old") as old:

@@ -47,15 +47,16 @@ def warping_errors(inputs: Iterable[np.ndarray], outputs: Iterable[np.ndarray],
 
 
 def consistency(inputs: Iterable[np.ndarray], outputs: Iterable[np.ndarray],
-                flow: str = "dis", gap: int = 1) -> dict[str, float]:
+                flow: str = "dis", gap: int = 1) -> dict[str, float | None]:
     """The clip's figures: output warping error, the input's own, and their ratio."""
     return summarize(*warping_errors(inputs, outputs, flow, gap))
 
 
-def summarize(out_errors: list[float], in_errors: list[float]) -> dict[str, float]:
-    """Per-pair errors -> the clip's mean figures (also used on errors measured during a run)."""
-    out_mean = float(np.mean(out_errors)) if out_errors else 0.0
-    in_mean = float(np.mean(in_errors)) if in_errors else 0.0
+def summarize(out_errors: list[float], in_errors: list[float]) -> dict[str, float | None]:
+    """Per-pair errors -> the clip's mean figures (also used on errors measured during a run).
+    One frame has no pair: nothing is measured, and the figures are None, not a perfect 0."""
+    out_mean = float(np.mean(out_errors)) if out_errors else None
+    in_mean = float(np.mean(in_errors)) if in_errors else None
     return {"warping_error": out_mean, "input_warping_error": in_mean,
-            "ratio": out_mean / in_mean if in_mean > 0 else None,  # a still input: none
+            "ratio": out_mean / in_mean if in_mean else None,  # a still input: none
             "pairs": len(out_errors)}

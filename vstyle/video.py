@@ -555,12 +555,14 @@ def write_report(path: Path, result: RunResult, options: Options, input: Path,
 def stylize_image(content: np.ndarray, styles: np.ndarray | str | Path | Sequence,
                   options: Options | None = None, **option_values) -> np.ndarray:
     """One image: RGB uint8 (H, W, 3) in (greys, RGBA, floats in [0, 1] and 16-bit arrays are
-    converted), stylized RGB uint8 out, at options.size. Styles: arrays or image paths."""
+    converted), stylized RGB uint8 out, at options.size. Content and styles: arrays or image
+    paths."""
     options = (options or Options()).replace(**option_values).validate()
     styles = [styles] if isinstance(styles, (np.ndarray, str, Path)) else list(styles)
     if not styles:
         raise VStyleError("no style image given: pass at least one painting")
-    content = media.as_rgb(content, "content")
+    content = media.load_image(content, "content image") if isinstance(content, (str, Path)) \
+        else media.as_rgb(content, "content")
     styles = [media.load_image(s) if isinstance(s, (str, Path)) else media.as_rgb(s, "style")
               for s in styles]
     size = media.frame_size((content.shape[1], content.shape[0]), options.size)

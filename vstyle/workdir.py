@@ -96,6 +96,12 @@ class WorkDir:
     def __init__(self, path: Path, manifest: dict, restart: bool = False):
         self.path = path
         self.notice = ""
+        if path.exists() and not path.is_dir():
+            raise VStyleError(f"work folder {path} is a file: pass --work-dir with a new or "
+                              "empty folder")
+        # the outermost folder this run makes (the output's folder too, when the work folder
+        # is beside the output): removed with the work folder if nothing else was put there
+        self.made = next((p for p in reversed([path, *path.parents]) if not p.exists()), None)
         # A run's folder: wait for no one (the same command started twice: one runs). A
         # foreign one (`--work-dir .`) gets no lock file before it is refused.
         self._lock = None
@@ -189,6 +195,12 @@ class WorkDir:
     def remove(self) -> None:
         _delete(self.path, self._lock)
         self._lock = None
+        if self.made is not None and self.made != self.path:
+            for folder in self.path.parents:  # innermost first; rmdir leaves a folder in use
+                if not folder.is_relative_to(self.made):
+                    break
+                with suppress(OSError):
+                    folder.rmdir()
 
     def close(self) -> None:
         """Let another run use the folder (a process that ends lets go of it anyway)."""
