@@ -248,6 +248,29 @@ def test_a_work_dir_holding_other_files_is_refused_and_left_alone(clip, style, t
     assert not (tmp_path / "out.gif").exists()
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU's notice")
+def test_a_large_size_on_the_cpu_says_how_to_go_faster(clip, style, tmp_path):
+    class Started(Exception):
+        pass
+
+    def notices(**values):  # what is said before the frames start (then stop: no need to paint)
+        said = []
+
+        def listen(event):
+            if event.kind == "start":
+                raise Started
+            if event.kind == "notice":
+                said.append(event.message)
+        with pytest.raises(Started):
+            vstyle.stylize(clip, style, tmp_path / "out.gif", max_frames=1, on_event=listen,
+                           work_dir=tmp_path / str(values), **{**TINY, **values})
+        return said
+    assert notices(size=512) == ["no CUDA GPU found: running on the CPU, many times slower "
+                                 "than on a GPU; --size 256 would run about 4x faster"]
+    assert notices(size=512, device="cpu") == []  # asked for: no news
+    assert notices(size=256) == []
+
+
 def test_folders_a_run_made_for_its_work_go_with_it(clip, style, tmp_path):
     root = tmp_path / "runs"
     root.mkdir()

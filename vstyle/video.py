@@ -99,6 +99,12 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
         elif reused:
             emit(Event("notice", message=f"resuming: {reused} of {source.n_frames} frames reused "
                                          f"from {work.path}"))
+        if device.type == "cpu" and options.device == "auto" and reused < source.n_frames \
+                and max(size) >= SLOW_ON_CPU:
+            faster = (max(size) / 256) ** 2  # the work grows with the pixels
+            emit(Event("notice", message="no CUDA GPU found: running on the CPU, many times "
+                                         f"slower than on a GPU; --size 256 would run about "
+                                         f"{faster:.0f}x faster"))
         start = time.perf_counter()
         emit(Event("start", n_frames=source.n_frames, frame=reused))
         try:
@@ -191,6 +197,7 @@ def measured_consistency(frames: list[dict]) -> dict | None:
 
 
 WORK_SUFFIX = ".vstyle-work"
+SLOW_ON_CPU = 384  # px, long side: from here a CPU is told how to go faster
 
 
 def default_work_dir(output: Path) -> Path:
