@@ -27,6 +27,7 @@ if os.path.basename(sys.argv[0]) in ("vstyle", "vstyle.exe", "cli.py") and \
 import threading
 import time
 import warnings
+from contextlib import suppress
 from functools import partial
 from pathlib import Path
 from typing import List, Optional
@@ -426,9 +427,13 @@ class BatchProgress:
 
     def __exit__(self, *exc):
         self.stop.set()
-        if self.poller.is_alive():  # drawn from the plan on: an error before it stays one line
-            self.poller.join()
-            self.poll()
+        if self.poller.ident is None:  # drawn from the plan on: an error before it stays
+            return                     # one line
+        self.poller.join()
+        try:
+            with suppress(Exception):  # a bar's count never fails the batch
+                self.poll()
+        finally:
             self.progress.stop()
 
     def plan(self, jobs: list) -> None:
@@ -461,7 +466,8 @@ class BatchProgress:
 
     def _poll_every_second(self) -> None:
         while not self.stop.wait(1.0):
-            self.poll()
+            with suppress(Exception):  # a bar's count never fails the batch
+                self.poll()
 
     def units(self, frames: dict[int, int] | None = None) -> float:
         """Iterations that `frames` (job index -> frames finished) take, by the guess above."""

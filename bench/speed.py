@@ -115,7 +115,7 @@ def run_vstyle(clip: Path, style_path: Path, n: int, o: Options, work: Path) -> 
         elif e.kind == "step":
             frames[-1]["curve"].append((time.perf_counter() - clock[0], e.loss))
     vstyle.stylize(clip, style_path, work, o, max_frames=n, on_event=on_event)
-    images = [media.load_image(p) for p in sorted(work.iterdir())]
+    images = [media.load_image(p) for p in media.written_frames(work)]
     for f, image in zip(frames, images):
         f["image"], f["iterations"] = image, len(f["curve"])
         f["seconds"] = f["curve"][-1][0] if f["curve"] else 0.0

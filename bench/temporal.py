@@ -99,7 +99,7 @@ def run(clip: Path, n: int, style: Path, settings: dict, work: Path) -> list[dic
         with mock.patch.object(video, "fresh_mask", lambda *a: None) if plain else nullcontext():
             result = vstyle.stylize(clip, style, out, max_frames=n, **{**settings, **mode})
         seconds = time.perf_counter() - start
-        outputs = [media.load_image(p) for p in sorted(out.iterdir())]
+        outputs = [media.load_image(p) for p in media.written_frames(out)]
         # flow runs measured themselves as they went (the same metric); the others are measured here
         c = result.consistency or metrics.consistency(inputs, outputs)
         long_term = metrics.consistency(inputs, outputs, gap=4)["warping_error"]
@@ -129,6 +129,8 @@ def main() -> None:
     parser.add_argument("--weights", default="random")
     parser.add_argument("--style", type=Path, default=ROOT / "samples" / "style.jpg")
     args = parser.parse_args()
+    if args.frames < 6:
+        parser.error("--frames: at least 6 (the error 4 frames apart needs pairs that far apart)")
     if args.quick:
         args.frames, args.size, args.iterations = 8, 64, 20
     warnings.simplefilter("ignore", vstyle.VStyleWarning)

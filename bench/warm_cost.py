@@ -77,7 +77,7 @@ def warm_rows(settings: dict, n: int, step: float) -> list[dict]:
             out = Path(tmp) / "out"  # a folder of PNGs: measured before any encoding
             result = vstyle.stylize(CLIP, STYLE, out, max_frames=n, warm_start=warm, **settings)
             consistency = result.consistency or metrics.consistency(
-                frames(n, settings["size"]), [media.load_image(p) for p in sorted(out.iterdir())])
+                frames(n, settings["size"]), [media.load_image(p) for p in media.written_frames(out)])
         warm_frames = result.frames[1:]
         rows.append(dict(label=label, its=np.mean([f["iterations"] for f in warm_frames]),
                          seconds=np.mean([f["seconds"] for f in warm_frames]),

@@ -542,7 +542,10 @@ def test_batch_progress_counts_frames_in_the_work_folders(tmp_path):
     from vstyle.batch import Job
     from vstyle.video import default_work_dir
     jobs = [Job(tmp_path / "a.mp4", tmp_path / "a-style.mp4", frame_range=(0, 10)),
-            Job(tmp_path / "b.mp4", tmp_path / "b-style.mp4", frame_range=(0, 20))]
+            Job(tmp_path / "b.mp4", tmp_path / "b-style.mp4", frame_range=(0, 20)),
+            Job(tmp_path / "c.mp4", tmp_path / "c-chunk", frame_range=(0, 8)),
+            Job(tmp_path / "d.mp4", tmp_path / "d-style.mp4", manifest={"fps": 12})]
+    jobs[3].source = type("Probed", (), {"n_frames": 6})()
     work = [default_work_dir(job.output) for job in jobs]
 
     def paint(folder, frames):
@@ -550,11 +553,14 @@ def test_batch_progress_counts_frames_in_the_work_folders(tmp_path):
         for k in frames:
             (folder / f"{k:05d}.png").write_bytes(b"png")
     paint(work[0], range(1, 4))  # an earlier run's frames
+    paint(jobs[2].output, range(1, 9))  # a chunk an earlier run finished
+    paint(work[3], range(1, 6))  # an earlier run's, with other options: they will be cleared
+    (work[3] / "manifest.json").write_text('{"fps": 10}')
     view = BatchProgress(quiet=True, options=Options(first_iterations=100, iterations=30))
     task = view.progress.tasks[0]
     with view:
         view.plan(jobs)
-        assert (task.completed, task.total) == (3, 30)
+        assert (task.completed, task.total) == (3 + 8, 44)
         assert view.seconds_left() is None  # nothing painted by this run yet
         view.start_time = time.monotonic() - 60
         paint(work[0], [4, 5])
@@ -562,17 +568,24 @@ def test_batch_progress_counts_frames_in_the_work_folders(tmp_path):
         (work[1] / ".00002.png.x1.tmp").write_bytes(b"half")  # being written: not a frame
         (work[1] / "manifest.json").write_text("{}")
         view.poll()
-        assert (task.completed, task.total) == (6, 30)
-        # frame 1 counts 100 iterations, the others 25: 150 done in this run in 60 s, 600 left
-        assert view.seconds_left() == pytest.approx(600 / 150 * 60, rel=0.01)
+        assert (task.completed, task.total) == (14, 44)
+        # frame 1 counts 100 iterations, the others 25: 150 done in this run in 60 s, 825 left
+        assert view.seconds_left() == pytest.approx(825 / 150 * 60, rel=0.01)
+        view.done(jobs[2], "done", 8, "")  # the reused chunk ends at once: no change
+        assert view.seconds_left() == pytest.approx(825 / 150 * 60, rel=0.01)
         view.done(jobs[1], "failed", 0, "broken")  # its unpainted frames leave the total
-        assert (task.completed, task.total) == (6, 11)
+        assert (task.completed, task.total) == (14, 25)
         shutil.rmtree(work[0])  # a job that has just finished, its end not yet reported
         view.poll()
-        assert task.completed == 6
+        assert task.completed == 14
         view.done(jobs[0], "done", 10, "")
-        assert (task.completed, task.total) == (11, 11)
-        assert task.fields["jobs"] == "2/2"
+        (work[3] / "manifest.json").write_text('{"fps": 12}')  # the job has started afresh
+        for f in work[3].glob("*.png"):
+            f.unlink()
+        paint(work[3], [1, 2])
+        view.poll()
+        assert (task.completed, task.total) == (21, 25)
+        assert task.fields["jobs"] == "3/4"
 
 
 def test_batch_refuses_a_file_name_for_its_folder(clip, style, tmp_path):

@@ -58,7 +58,7 @@ def test_preserve_colors_keeps_the_content_chroma(style):
     assert kept < 2.0 and kept < drifted / 2
 
 
-def test_stylize_image_takes_grey_and_float_arrays_and_refuses_others(style):
+def test_stylize_image_takes_grey_and_float_arrays_and_refuses_others(clip, style):
     grey = cv2.cvtColor(frames(1, 64, 48)[0], cv2.COLOR_RGB2GRAY)  # (48, 64)
     painting = media.load_image(style).astype(np.float32) / 255  # fractions of 1
     styled = vstyle.stylize_image(grey, painting, **TINY)
@@ -77,7 +77,10 @@ def test_stylize_image_takes_grey_and_float_arrays_and_refuses_others(style):
                                                  "first_iterations": 1}).shape == (24, 32, 3)
     with pytest.raises(vstyle.VStyleError, match="content image .*nothing.png not found"):
         vstyle.stylize_image(style.parent / "nothing.png", style, **TINY)
-    with pytest.raises(vstyle.VStyleError, match="content is a NoneType, not an image: pass a "
+    with pytest.raises(vstyle.VStyleError, match="content image .*clip.mp4 is a video: "
+                                                 "stylize_image takes one image"):
+        vstyle.stylize_image(clip, style, **TINY)
+    with pytest.raises(vstyle.VStyleError, match="content is of type NoneType, not an image: pass a "
                                                  "numpy array"):
         vstyle.stylize_image(None, style, **TINY)
 

@@ -633,23 +633,29 @@ def test_folder_output_replaces_only_our_own_frames(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == [".vstyle", "00001.png", "00002.png",
                                                      "00003.png"]
     assert np.array_equal(iio.imread(out / "00002.png"), moving_square(3)[1])
+    (out / ".DS_Store").write_bytes(b"\0")  # the folder was opened in a file manager
     media.write_output(moving_square(2), out, "folder", Timing(10.0, None))  # a rerun replaces it
-    assert [p.name for p in media.written_frames(out)] == ["00001.png", "00002.png"]
+    assert sorted(p.name for p in out.iterdir()) == [".vstyle", "00001.png", "00002.png"]
+    (out / "mine.txt").write_text("keep me")
+    source = media.open_source(out)
+    with pytest.raises(VStyleError, match=r"stylized holds files besides vstyle's frames "
+                                          r"\(mine.txt\): move them out"):
+        media.check_output(out, media.Source(tmp_path / "x.mp4", "video", 3, (8, 8), Timing(1, None), False))
+    with pytest.raises(VStyleError, match="besides vstyle's frames"):
+        media.write_output(moving_square(2), out, "folder", source.timing)
+    assert (out / "mine.txt").exists()
     # frames with our names that vstyle did not write (a user's, a camera's) are never replaced
     theirs = tmp_path / "theirs"
     media.write_output(moving_square(3), theirs, "folder", Timing(10.0, None))
     (theirs / ".vstyle").unlink()
-    with pytest.raises(VStyleError, match="theirs is not empty, and not frames vstyle wrote"):
+    with pytest.raises(VStyleError, match=r"theirs holds frames without vstyle's .vstyle file "
+                                          r"\(someone's own, or an older vstyle's\)"):
         media.write_output(moving_square(2), theirs, "folder", Timing(10.0, None))
     assert len(media.written_frames(theirs)) == 3
+    (theirs / "notes.txt").write_text("x")
+    with pytest.raises(VStyleError, match="theirs is not empty: choose a new folder"):
+        media.write_output(moving_square(2), theirs, "folder", Timing(10.0, None))
     shutil.rmtree(theirs)
-    (out / "mine.txt").write_text("keep me")
-    source = media.open_source(out)
-    with pytest.raises(VStyleError, match="not empty"):
-        media.check_output(out, media.Source(tmp_path / "x.mp4", "video", 3, (8, 8), Timing(1, None), False))
-    with pytest.raises(VStyleError, match="not empty"):
-        media.write_output(moving_square(2), out, "folder", source.timing)
-    assert (out / "mine.txt").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["stylized"]
 
 

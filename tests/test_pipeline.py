@@ -291,6 +291,11 @@ def test_folders_a_run_made_for_its_work_go_with_it(clip, style, tmp_path):
                                                  r"--work-dir with a new or empty folder"):
         vstyle.stylize(clip, style, root / "d.gif", max_frames=2, work_dir=root / "a.gif",
                        **TINY)
+    # a folder output holds frames only: its work folder is found a place elsewhere first
+    with pytest.raises(vstyle.VStyleError, match="--work-dir .*work is inside the output folder"):
+        vstyle.stylize(clip, style, root / "frames", max_frames=2,
+                       work_dir=root / "frames" / "work", **TINY)
+    assert not (root / "frames").exists()
 
 
 def test_the_same_run_started_twice_is_refused_while_the_first_runs(clip, style, tmp_path):

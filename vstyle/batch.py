@@ -46,6 +46,9 @@ class Job:
     keep_from: int = 0  # a chunk: its first frame to keep (after the overlap)
     # The input as planning probed it (counting a video's frames decodes them): probed once.
     source: media.Source | None = field(default=None, repr=False)
+    # What its run's work folder will hold (see video.manifest), to tell its frames from those
+    # of an earlier run with other options, which it will clear: set by plan
+    manifest: dict | None = field(default=None, repr=False)
 
     @property
     def n_frames(self) -> int:
@@ -173,13 +176,19 @@ def run_job(job: Job, styles: list[Path], options: Options) -> tuple[str, int, s
 
 
 def painted(job: Job) -> int | None:
-    """How many of a job's frames are finished in its work folder (for a progress bar; a
-    batch's jobs run in other processes or on other machines, and share only files), or None
-    where there is no such folder: the job has not started, or it has finished."""
+    """How many of a job's frames are finished (for a progress bar; a batch's jobs run in
+    other processes or on other machines, and share only files): a chunk's folder, or the
+    frames in its work folder; None where it has none (not started, or just finished)."""
+    if job.frame_range and finished(job.output):  # now, or by an earlier run
+        return job.n_frames
+    folder = default_work_dir(job.output)
     try:
-        with os.scandir(default_work_dir(job.output)) as entries:
+        if job.manifest is not None and \
+                json.loads((folder / "manifest.json").read_text()) != job.manifest:
+            return 0  # an earlier run's frames, which this one clears
+        with os.scandir(folder) as entries:
             return sum(1 for e in entries if e.name.endswith(".png") and e.name[0].isdigit())
-    except OSError:
+    except (OSError, ValueError):
         return None
 
 
@@ -291,6 +300,10 @@ def plan(inputs: list[Path], styles: list[Path], outdir: Path, options: Options,
             drop_stale_chunks(output, outcome.jobs)
         else:
             outcome.jobs = [Job(input, output, source=source)]
+        for job in outcome.jobs if all(p.is_file() for p in styles) else ():
+            part = source.window(*job.frame_range) if job.frame_range else source
+            job.manifest = manifest(part, styles, options,
+                                    media.frame_size(part.size, options.size))
         jobs += outcome.jobs
     return outcomes, jobs
 

@@ -163,8 +163,8 @@ def as_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:
     negative values are a VStyleError."""
     a = np.asarray(image)
     if a.ndim == 0:  # None, a number, a string...
-        raise VStyleError(f"{name} is a {type(image).__name__}, not an image: pass a numpy "
-                          "array, (height, width, 3) uint8 levels or floats in [0, 1]")
+        raise VStyleError(f"{name} is of type {type(image).__name__}, not an image: pass a "
+                          "numpy array, (height, width, 3) uint8 levels or floats in [0, 1]")
     if a.ndim == 2:
         a = a[..., None]
     if a.ndim != 3 or a.shape[2] not in (1, 3, 4) or 0 in a.shape or np.iscomplexobj(a) or \
@@ -229,9 +229,11 @@ def load_image(path: str | Path, what: str = "style image") -> np.ndarray:
         raise VStyleError(f"{what} {path} is a folder: pass an image file in it")
     if not Path(path).is_file():
         raise VStyleError(f"{what} {path} not found: check the path")
-    if what == "style image" and input_kind(Path(path)) == "video":  # arguments swapped?
+    if input_kind(Path(path)) == "video":
         raise VStyleError(f"style image {path} is a video: the input comes first, then the "
-                          "style (vstyle INPUT STYLE -o OUTPUT)")
+                          "style (vstyle INPUT STYLE -o OUTPUT)" if what == "style image" else
+                          f"{what} {path} is a video: stylize_image takes one image; "
+                          "vstyle.stylize takes clips")
     kind = "painting" if what == "style image" else "image"
     return _read_image(Path(path), f"{what} {{path}} is not an image ({{why}}): pass a .jpg or "
                                    f".png {kind}")
@@ -593,7 +595,8 @@ def _count_frames(path: Path, limit: int | None = None,
         raise RuntimeError(log)
     frames = re.findall(r"frame=\s*(\d+)", log)
     n = int(frames[-1]) if frames else 0
-    if "partial file" in log:  # MP4/MOV: its index lists frames past the end of the file
+    if re.search(r"offset 0x[0-9a-f]+: partial file", log):  # MP4/MOV: its index lists frames
+        # past the end of the file
         warnings.warn(f"video {path} is cut short (an unfinished download or copy?): its index "
                       f"lists more frames than the file holds; stylizing the {plural(n, 'frame')} "
                       "that are there", VStyleWarning, stacklevel=2)
@@ -972,21 +975,33 @@ def check_not_overwriting(path: Path, name: str, source: Source,
             raise VStyleError(f"{name} {path} is {what} itself: choose another {name} name")
 
 
+# what file managers leave in a folder that was opened: no one's work
+_LITTER = {".DS_Store", "Thumbs.db", "desktop.ini"}
+
+
 def _check_folder_target(folder: Path) -> None:
     """Replace only an empty folder, or one that vstyle wrote and that holds nothing else."""
     if folder.exists() and not folder.is_dir():
         raise VStyleError(f"output {folder} is a file: choose a folder name")
-    names = [p.name for p in folder.iterdir()] if folder.is_dir() else []
-    ours = FOLDER_MARK in names and all(_FRAME_NAME.fullmatch(n) for n in names
-                                        if n != FOLDER_MARK)
-    if names and not ours:
-        raise VStyleError(f"output folder {folder} is not empty, and not frames vstyle wrote: "
-                          "choose a new folder, or empty this one")
+    names = {p.name for p in folder.iterdir()} - _LITTER if folder.is_dir() else set()
+    others = sorted(n for n in names if not _FRAME_NAME.fullmatch(n) and n != FOLDER_MARK)
+    if FOLDER_MARK in names and others:
+        raise VStyleError(f"output folder {folder} holds files besides vstyle's frames "
+                          f"({some_names([folder / n for n in others])}): move them out, or "
+                          "choose a new folder")
+    if FOLDER_MARK not in names and names and not others:
+        raise VStyleError(f"output folder {folder} holds frames without vstyle's {FOLDER_MARK} "
+                          "file (someone's own, or an older vstyle's): delete them, or choose a "
+                          "new folder")
+    if others:
+        raise VStyleError(f"output folder {folder} is not empty: choose a new folder, or empty "
+                          "this one")
 
 
 def written_frames(folder: Path) -> list[Path]:
-    """The frames in a folder that vstyle wrote, in order."""
-    return sorted(p for p in folder.iterdir() if _FRAME_NAME.fullmatch(p.name))
+    """The frames in a folder that vstyle wrote, in order (00001.png ... 100000.png)."""
+    return sorted((p for p in folder.iterdir() if _FRAME_NAME.fullmatch(p.name)),
+                  key=lambda p: int(p.stem))
 
 
 # --- encoding ------------------------------------------------------------------------------------

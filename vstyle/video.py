@@ -174,11 +174,16 @@ def check_report(path: Path, output: Path, source: media.Source,
 
 
 def check_work_dir(work_dir: Path, output: Path, report: str | Path | None) -> None:
-    """The work folder is deleted at the end: it must not hold the output or the report."""
+    """The work folder is deleted at the end: it must not hold the output or the report; and
+    a folder output holds frames only."""
     for path, name in ((output, "output"), (report, "report")):
         if path is not None and Path(path).resolve().is_relative_to(work_dir.resolve()):
             raise VStyleError(f"--work-dir {work_dir} would hold the {name} {path}, and the work "
                               "folder is deleted when the run is done: put it elsewhere")
+    if media.output_kind(output) == "folder" and \
+            work_dir.resolve().is_relative_to(output.resolve()):
+        raise VStyleError(f"--work-dir {work_dir} is inside the output folder {output}, which "
+                          "holds only the frames: put it elsewhere")
 
 
 def audio_for(source: media.Source, kind: str) -> Path | None:

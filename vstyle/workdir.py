@@ -101,7 +101,9 @@ class WorkDir:
                               "empty folder")
         # the outermost folder this run makes (the output's folder too, when the work folder
         # is beside the output): removed with the work folder if nothing else was put there
-        self.made = next((p for p in reversed([path, *path.parents]) if not p.exists()), None)
+        # (absolute, with any .. taken out: path's own parents as written could name others)
+        full = Path(os.path.abspath(path))
+        self.made = next((p for p in reversed([full, *full.parents]) if not p.exists()), None)
         # A run's folder: wait for no one (the same command started twice: one runs). A
         # foreign one (`--work-dir .`) gets no lock file before it is refused.
         self._lock = None
@@ -195,12 +197,13 @@ class WorkDir:
     def remove(self) -> None:
         _delete(self.path, self._lock)
         self._lock = None
-        if self.made is not None and self.made != self.path:
-            for folder in self.path.parents:  # innermost first; rmdir leaves a folder in use
-                if not folder.is_relative_to(self.made):
-                    break
-                with suppress(OSError):
-                    folder.rmdir()
+        if self.made is None:
+            return
+        for folder in Path(os.path.abspath(self.path)).parents:  # innermost first
+            if not folder.is_relative_to(self.made):
+                break
+            with suppress(OSError):  # not empty: someone put something there
+                folder.rmdir()
 
     def close(self) -> None:
         """Let another run use the folder (a process that ends lets go of it anyway)."""
