@@ -337,8 +337,11 @@ for flag, value, message in [
         ("--style-scale", "1e6", "--style-scale 1e+06 makes the style image 32000000 px"),
         ("--scales", "20", "--scales 20 at --size 32: at most 1"),
         ("--size", "20", "--size 20 makes the 64x48 frames 15 px on their short side; VGG19 "
-                         "needs 16: use --size 22 or more"),
+                         "needs 16: use --size 21 or more"),
         ("--max-frames", "0", "--max-frames must be at least 1 (got 0)"),
+        ("--seed", str(2 ** 64), f"--seed must be between 0 and 2**63 - 1 (got {2 ** 64})"),
+        ("--style-weight", "1e39", "--style-weight must be at most 1e+30 (got 1e+39): the "
+                                   "losses are float32 numbers"),
         ("--content-layers", "", "--content-layers need at least one layer each"),
         ("--temporal-frames", "1,0", "--temporal-frames must be frame gaps of 1 or more"),
         ("--temporal-frames", "1,two", "--temporal-frames '1,two' is not a comma-separated list")]:
@@ -509,6 +512,8 @@ def test_weights_set_in_the_environment_are_named_so(tmp_path, clip, style):
         "error: weights file bogus.pth (set by VSTYLE_WEIGHTS) not found: pass --weights "
         "imagenet, random or the path of a VGG19 state dict (.pth)")
     assert not (tmp_path / "out.gif").exists()
+    # a shell's stray space is not part of the value
+    ok(run_cli(clip, style, "-o", tmp_path / "out.gif", *FAST, env={"VSTYLE_WEIGHTS": " random"}))
 
 
 def test_batch_help_reads_inputs_first(tmp_path):

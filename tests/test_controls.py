@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 
 import cv2
 import imageio.v3 as iio
@@ -83,6 +84,24 @@ def test_stylize_image_takes_grey_and_float_arrays_and_refuses_others(clip, styl
     with pytest.raises(vstyle.VStyleError, match="content is of type NoneType, not an image: pass a "
                                                  "numpy array"):
         vstyle.stylize_image(None, style, **TINY)
+
+
+@pytest.mark.parametrize("size", [(64, 48), (200, 150), (90, 160), (1920, 1080), (16, 16)])
+def test_the_least_size_suggested_is_the_least_that_works(size):
+    least = media.min_long_side(size)
+    assert media.frame_size(size, least)  # no error
+    with pytest.raises(vstyle.VStyleError, match=f"use --size {least} or more"):
+        media.frame_size(size, least - 1)
+
+
+def test_a_small_style_size_keeps_the_paintings_shape():
+    from vstyle.video import fit_style
+    painting = np.zeros((640, 1024, 3), np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # not "stretched": it is not
+        fitted = fit_style(painting, vstyle.Options(size=48, style_scale=0.1), (48, 36),
+                           painting)
+    assert fitted.shape[:2] == (16, 25)
 
 
 @pytest.mark.parametrize("shape, says", [

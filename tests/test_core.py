@@ -72,6 +72,25 @@ def test_weights_file_full_model_features_only_and_mismatch(tmp_path):
     (tmp_path / "junk.pth").write_text("not a checkpoint")
     with pytest.raises(VStyleError, match="cannot be read"):
         load_features(str(tmp_path / "junk.pth"))
+    torch.save(model.features, tmp_path / "whole.pth")  # the model, not its state dict
+    with pytest.raises(VStyleError, match=r"whole.pth cannot be read \(UnpicklingError\): it "
+                                          r"holds a whole model: save its weights with "
+                                          r"torch.save\(model.state_dict\(\), path\)"):
+        load_features(str(tmp_path / "whole.pth"))
+    with pytest.raises(VStyleError, match=f"weights file {tmp_path} is a folder"):
+        load_features(str(tmp_path))
+
+
+def test_damaged_cached_imagenet_weights_are_named_with_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    cached = tmp_path / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"PK" + bytes(1000))  # a download cut short
+    with pytest.raises(VStyleError) as e:
+        load_features("imagenet")
+    assert str(e.value) == (
+        f"the cached ImageNet weights {cached} are damaged (an interrupted download or copy?): "
+        "delete the file and run again to download them anew (~550 MB), or put a good copy there")
 
 
 def test_missing_imagenet_download_says_where_to_put_the_file(tmp_path, monkeypatch):
@@ -88,7 +107,7 @@ def test_missing_imagenet_download_says_where_to_put_the_file(tmp_path, monkeypa
 
 
 def small_stylizer(**changes) -> tuple[Stylizer, torch.Tensor]:
-    o = Options(weights="random", size=48, tol=0, **changes)
+    o = Options(**{"weights": "random", "size": 48, "tol": 0, **changes})
     style = (np.random.default_rng(0).random((48, 48, 3)) * 255).astype(np.uint8)
     stylizer = Stylizer([style], o)
     content = to_tensor(frames(1)[0], stylizer.device)
@@ -104,6 +123,17 @@ def test_loss_falls_and_every_iteration_runs():
     assert seen[0] == pytest.approx(1.0, rel=0.2)  # normalized: frame 1 starts near 1
     assert seen[-1] < 0.5 * seen[0]
     assert not torch.equal(result, content) and 0 <= result.min() and result.max() <= 1
+
+
+def test_a_loss_that_becomes_nan_is_an_error_not_a_result(tmp_path):
+    features = load_features("random")
+    with torch.no_grad():
+        features[0].weight[0, 0, 0, 0] = float("nan")  # a broken weights file
+    torch.save(features.state_dict(), tmp_path / "nan.pth")
+    stylizer, content = small_stylizer(weights=str(tmp_path / "nan.pth"))
+    stylizer.calibrate(content, content)
+    with pytest.raises(VStyleError, match="the loss became nan at iteration 1: .*check --weights"):
+        stylizer.stylize(content, content, 5)
 
 
 def test_adam_also_lowers_the_loss():

@@ -271,6 +271,18 @@ def test_a_large_size_on_the_cpu_says_how_to_go_faster(clip, style, tmp_path):
     assert notices(size=256) == []
 
 
+def test_a_still_output_never_overwrites_a_frame_of_the_input(style, tmp_path):
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    for i, image in enumerate(frames(2), start=1):
+        iio.imwrite(folder / f"{i:05d}.png", image)
+    before = (folder / "00001.png").read_bytes()
+    with pytest.raises(vstyle.VStyleError, match="output .*00001.png is one of the input's "
+                                                 "frames itself: choose another output name"):
+        vstyle.stylize(folder, style, folder / "00001.png", max_frames=1, **TINY)
+    assert (folder / "00001.png").read_bytes() == before
+
+
 def test_folders_a_run_made_for_its_work_go_with_it(clip, style, tmp_path):
     root = tmp_path / "runs"
     root.mkdir()

@@ -246,13 +246,22 @@ def fit_size(size: tuple[int, int], long_side: int) -> tuple[int, int]:
     return max(16, round(w * scale)), max(16, round(h * scale))
 
 
+def min_long_side(size: tuple[int, int]) -> int:
+    """The least long side at which fit_size keeps the short side at 16 px or more."""
+    w, h = size
+    long_side = math.floor(15.5 * max(w, h) / min(w, h))
+    while round(min(w, h) * long_side / max(w, h)) < 16:
+        long_side += 1
+    return long_side
+
+
 def frame_size(size: tuple[int, int], long_side: int) -> tuple[int, int]:
     """The processed frames' (w, h) for --size long_side; refused where the short side would
     fall under VGG19's 16 px, which fit_size could only meet by distorting the picture."""
     w, h = size
     short = round(min(w, h) * long_side / max(w, h))
     if short < 16:
-        needed = math.ceil(16 * max(w, h) / min(w, h))
+        needed = min_long_side(size)
         fix = (f"use --size {needed} or more" if needed <= MAX_SIZE else
                f"even --size {MAX_SIZE} cannot: crop or pad the input")
         raise VStyleError(f"--size {long_side} makes the {w}x{h} frames {short} px on their "
@@ -970,7 +979,8 @@ def check_writable(path: Path, what: str) -> None:
 def check_not_overwriting(path: Path, name: str, source: Source,
                           style_paths: Sequence[Path] = ()) -> None:
     """A file vstyle writes (the output, the report) must not be one it reads."""
-    for other, what in [(source.path, "the input"), *((p, "a style image") for p in style_paths)]:
+    for other, what in [(source.path, "the input"), *((p, "a style image") for p in style_paths),
+                        *((p, "one of the input's frames") for p in source.files)]:
         if Path(path).resolve() == Path(other).resolve():
             raise VStyleError(f"{name} {path} is {what} itself: choose another {name} name")
 

@@ -12,6 +12,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from . import losses
 from .errors import VStyleError, VStyleWarning, plural
@@ -139,12 +140,17 @@ def to_image(tensor: torch.Tensor) -> np.ndarray:
 class Stylizer:
     """Holds the network and the style targets for a run; `stylize` does one frame."""
 
-    def __init__(self, styles: list[np.ndarray], options: Options, net: VGGFeatures | None = None):
+    def __init__(self, styles: list[np.ndarray], options: Options, net: VGGFeatures | None = None,
+                 features: nn.Sequential | None = None):
+        """net: the network ready to use; or features: VGG19's layers, loaded; or neither:
+        loaded here from options.weights."""
         self.options = options
         self.device = resolve_device(options.device)
         layers = list(dict.fromkeys(options.content_layers + options.style_layers))
         if net is None:
-            net = VGGFeatures(load_features(options.weights, options.seed), layers, options.pooling)
+            if features is None:
+                features = load_features(options.weights, options.seed)
+            net = VGGFeatures(features, layers, options.pooling)
         self.bf16 = use_bf16(options.precision, self.device)
         self.tf32 = TF32_GRAMS and self.bf16 and self.device.type == "cuda"
         # On a GPU: NHWC convolutions are the tensor cores' native layout, and the frame size is
@@ -390,8 +396,11 @@ def run_optimizer(init: torch.Tensor, step: Callable, max_iterations: int, o: Op
         history.append(loss)
         if on_step is not None:
             on_step(i, max_iterations, loss)
-        if not np.isfinite(loss):
-            break
+        if not np.isfinite(loss):  # a result made of NaNs is no result
+            raise VStyleError(f"the loss became {loss} at iteration {i}: the weights file gives "
+                              "numbers float32 cannot hold, or the loss weights are too far "
+                              "apart; check --weights, or bring --style-weight and "
+                              "--content-weight closer")
         if i >= max(o.min_iterations, WINDOW + 1) and o.tol > 0:
             before = history[-WINDOW - 1]
             if before - loss < o.tol * abs(before):

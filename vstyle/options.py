@@ -16,6 +16,7 @@ CONTENT_LAYERS = ("conv4_2",)
 # the system without a word.
 MAX_SIZE = 8192
 MAX_FPS = 1000.0
+MAX_WEIGHT = 1e30  # a loss weight; float32 overflows at 3.4e38
 
 
 def seconds(value: str | float | None, name: str) -> float | None:
@@ -34,7 +35,7 @@ def seconds(value: str | float | None, name: str) -> float | None:
 
 def default_weights() -> str:
     """`VSTYLE_WEIGHTS` lets scripts and CI pick the weights without a flag."""
-    return os.environ.get("VSTYLE_WEIGHTS") or "imagenet"
+    return os.environ.get("VSTYLE_WEIGHTS", "").strip() or "imagenet"
 
 
 @dataclass
@@ -172,6 +173,11 @@ class Options:
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 bad(name, f"must be a finite number >= 0 (got {value})")
+            if value > MAX_WEIGHT:
+                bad(name, f"must be at most {MAX_WEIGHT:g} (got {value:g}): the losses are "
+                    "float32 numbers, which end at 3.4e38")
+        if not 0 <= self.seed < 2 ** 63:
+            bad("seed", f"must be between 0 and 2**63 - 1 (got {self.seed})")
         for name in ("style_scale",):
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:

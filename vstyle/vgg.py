@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -53,27 +55,43 @@ def load_features(weights: str, seed: int = 0) -> nn.Sequential:
 
 def _imagenet_features() -> nn.Sequential:
     from torchvision import models  # here, not at the top: importing it takes ~2 s
+    cached = checkpoint_path()
+    had_file = cached.exists()
     try:
-        model = models.vgg19(weights=models.VGG19_Weights.IMAGENET1K_V1, progress=False)
+        # torch says "Downloading: ..." on stdout: to stderr, with our other news, so that
+        # stdout stays the caller's
+        with contextlib.redirect_stdout(sys.stderr):
+            model = models.vgg19(weights=models.VGG19_Weights.IMAGENET1K_V1, progress=False)
     except Exception as e:  # URLError, HTTPError, a half-downloaded or corrupt file...
-        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        if had_file:  # torch found its copy and could not read it
+            raise VStyleError(
+                f"the cached ImageNet weights {cached} are damaged (an interrupted download "
+                f"or copy?): delete {'that folder' if cached.is_dir() else 'the file'} and run "
+                "again to download them anew (~550 MB), or put a good copy there") from None
+        reason = str(e).split(". ")[0].splitlines()[0][:120] if str(e) else type(e).__name__
         raise VStyleError(
-            f"could not load VGG19 ImageNet weights ({reason}): download {WEIGHTS_FILE} "
-            f"(~550 MB) into {checkpoint_path().parent}/ or pass --weights FILE (--weights random "
-            "runs the pipeline without them, for a try)") from None
+            f"could not download VGG19's ImageNet weights ({reason}): download {WEIGHTS_FILE} "
+            f"(~550 MB) into {cached.parent}/ or pass --weights FILE (--weights random runs the "
+            "pipeline without them, for a try)") from None
     return model.features
 
 
 def _file_features(path: Path) -> nn.Sequential:
     if not path.is_file():
-        given = " (set by VSTYLE_WEIGHTS)" if os.environ.get("VSTYLE_WEIGHTS") == str(path) else ""
-        raise VStyleError(f"weights file {path}{given} not found: pass --weights imagenet, random "
+        given = " (set by VSTYLE_WEIGHTS)" if os.environ.get("VSTYLE_WEIGHTS", "").strip() == \
+            str(path) else ""
+        where = "is a folder" if path.is_dir() else "not found"
+        raise VStyleError(f"weights file {path}{given} {where}: pass --weights imagenet, random "
                           "or the path of a VGG19 state dict (.pth)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise VStyleError(f"weights file {path} cannot be read ({type(e).__name__}): pass a "
-                          "VGG19 state dict saved with torch.save") from None
+        # a whole pickled model needs its classes unpickled, which weights_only refuses
+        whole = "Unsupported global" in str(e)
+        fix = ("it holds a whole model: save its weights with torch.save(model.state_dict(), "
+               "path)" if whole else "pass a VGG19 state dict saved with torch.save")
+        raise VStyleError(f"weights file {path} cannot be read ({type(e).__name__}): {fix}"
+                          ) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

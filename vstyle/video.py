@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import queue
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +18,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
+from torch import nn
 
 from . import media, metrics
 from .colors import keep_chroma, match_colors
@@ -24,7 +26,7 @@ from .errors import VStyleError, VStyleWarning
 from .flow import FlowEstimator, Warp, beside_optimizer
 from .optimize import FrameStats, Stylizer, TemporalTarget, resize_tensor, to_image, to_tensor
 from .options import Options
-from .vgg import resolve_device
+from .vgg import load_features, resolve_device
 from .workdir import VERSION, WorkDir, file_hash, fingerprint, write_atomic
 
 
@@ -106,10 +108,14 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
                                          f"slower than on a GPU; --size 256 would run about "
                                          f"{faster:.0f}x faster"))
         start = time.perf_counter()
-        emit(Event("start", n_frames=source.n_frames, frame=reused))
         try:
-            if work.done < source.n_frames:  # else only the encoding is left: no network needed
-                run_frames(source, style_images, options, size, work, emit, device)
+            # the network is loaded before the bar is drawn: a failed download stays one line
+            # (and when only the encoding is left, no network is needed)
+            features = load_features(options.weights, options.seed) \
+                if work.done < source.n_frames else None
+            emit(Event("start", n_frames=source.n_frames, frame=reused))
+            if features is not None:
+                run_frames(source, style_images, options, size, work, emit, device, features)
             emit(Event("encode", n_frames=source.n_frames, message=str(output)))
             frames = compare_frames(source, style_images, size, work) if options.compare else \
                 (lambda: work.frames(source.n_frames))
@@ -225,16 +231,18 @@ def manifest(source: media.Source, style_paths: list[Path], options: Options,
 
 def run_frames(source: media.Source, style_images: list[np.ndarray], options: Options,
                size: tuple[int, int], work: WorkDir, emit: OnEvent,
-               device: torch.device) -> None:
-    """Stylize every frame not yet in the work folder, each warm-started from the one before."""
+               device: torch.device, features: nn.Sequential | None = None) -> None:
+    """Stylize every frame not yet in the work folder, each warm-started from the one before.
+    features: VGG19's layers, loaded (vgg.load_features), or None to load them here."""
     n = source.n_frames
     with beside_optimizer(device.type), \
             closing(prefetch(prepare(source.frames(size), n, options, work.done))) as frames:
-        stylize_frames(frames, n, style_images, options, size, work, emit)
+        stylize_frames(frames, n, style_images, options, size, work, emit, features)
 
 
 def stylize_frames(frames: Iterator[Prepared], n: int, style_images: list[np.ndarray],
-                   options: Options, size: tuple[int, int], work: WorkDir, emit: OnEvent) -> None:
+                   options: Options, size: tuple[int, int], work: WorkDir, emit: OnEvent,
+                   features: nn.Sequential | None = None) -> None:
     """The loop over the prepared frames: optimize each, save it, keep what later ones need.
 
     Frame t is measured and written (PNG) in a thread while frame t+1 is optimized; one save
@@ -242,7 +250,7 @@ def stylize_frames(frames: Iterator[Prepared], n: int, style_images: list[np.nda
     being written finish."""
     first = next(frames)
     styles = [fit_style(s, options, size, first.content) for s in style_images]
-    stylizer = Stylizer(styles, options)
+    stylizer = Stylizer(styles, options, features=features)
     gaps = temporal_gaps(options)
     keep = max(gaps)
     recent: dict[int, np.ndarray] = {}  # frame index -> result, for the last `keep` frames
@@ -517,8 +525,12 @@ def fit_style(style: np.ndarray, options: Options, frame_size: tuple[int, int],
     --preserve-colors matches the style's colours to frame 1 once per run (so every frame sees
     the same target, nothing flickers) and later keeps each frame's own chroma.
     """
-    long_side = options.style_size or max(16, round(max(frame_size) * options.style_scale))
+    long_side = max(16, options.style_size or round(max(frame_size) * options.style_scale))
     h, w = style.shape[:2]
+    # a small size keeps the painting's shape with its short side at VGG19's 16 px; only a
+    # painting too narrow for that (over 4x the size asked) is stretched
+    if (needed := media.min_long_side((w, h))) <= 4 * long_side:
+        long_side = max(long_side, needed)
     size = media.fit_size((w, h), long_side)
     if size[0] * size[1] > 16 * w * h:  # over 4x each way: its strokes are a blur
         warnings.warn(f"a style image of {w}x{h} px is enlarged to {size[0]}x{size[1]} for "
@@ -561,7 +573,18 @@ def write_report(path: Path, result: RunResult, options: Options, input: Path,
               "consistency": result.consistency, "options": options.result_key(),
               "per_frame": result.frames}
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, json.dumps(report, indent=1, default=str).encode())
+    write_atomic(path, json.dumps(_json_safe(report), indent=1, default=str).encode())
+
+
+def _json_safe(value):
+    """NaN and infinities as null: strict JSON readers refuse Python's bare NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def stylize_image(content: np.ndarray, styles: np.ndarray | str | Path | Sequence,
