@@ -126,13 +126,14 @@ def main_command(
     content_weight: float = LookOption(D.content_weight, help="alpha: content loss weight."),
     style_weight: float = LookOption(D.style_weight, help="beta: style loss weight."),
     tv_weight: float = LookOption(D.tv_weight, help="Total variation weight (smoothness)."),
-    content_layers: Optional[str] = LookOption(None, help="Comma-separated, e.g. conv4_2."),
+    content_layers: Optional[str] = LookOption(None,
+        help=f"VGG19 layers, comma-separated (default: {','.join(D.content_layers)})."),
     style_layers: Optional[str] = LookOption(None,
-        help="Comma-separated, e.g. conv1_1,conv2_1,conv3_1,conv4_1,conv5_1."),
+        help=f"VGG19 layers, comma-separated (default: {','.join(D.style_layers)})."),
     style_layer_weights: Optional[str] = LookOption(None,
         help="One weight per style layer, comma-separated (default: all 1)."),
     style_blend: Optional[str] = LookOption(None,
-        help="One weight per style image, comma-separated, e.g. 0.7,0.3."),
+        help="One weight per style image, comma-separated, e.g. 0.7,0.3 (default: equal)."),
     pooling: str = LookOption(D.pooling, help="max | avg."),
     preserve_colors: bool = LookOption(False, "--preserve-colors", metavar=FLAG,
         help="Keep the content's colours."),
@@ -169,7 +170,8 @@ def main_command(
     fps: Optional[float] = OutputOption(None,
         help="Output frame rate (default: the input's; folders: 10). A clip is resampled: frames "
              "dropped or repeated, same length, sound kept."),
-    crf: int = OutputOption(D.crf, help="MP4 quality: 0 (lossless) .. 51, lower is better."),
+    crf: int = OutputOption(D.crf, help="MP4 quality: 0 (lossless, in a profile browsers and "
+                                        "phones do not play) .. 51, lower is better."),
     gif_dither: str = OutputOption(D.gif_dither,
         help="GIF dithering: bayer | sierra2_4a | floyd_steinberg | none."),
     compare: bool = OutputOption(False, "--compare", metavar=FLAG,
@@ -505,6 +507,7 @@ SINGLE_ARGUMENTS = {name: (p.default.metavar, p.default.help)
 
 
 SINGLE_ONLY = ("report", "work_dir", "keep_work", "restart")  # vstyle batch refuses these
+BATCH_ONLY = ("workers", "ray", "ray_address", "chunk_frames")  # one input refuses these
 
 
 def read_as(batch: bool) -> None:
@@ -515,6 +518,8 @@ def read_as(batch: bool) -> None:
         arguments[name].default.metavar, arguments[name].default.help = metavar, help
     for name in SINGLE_ONLY:
         arguments[name].default.hidden = batch
+    for name in BATCH_ONLY:
+        arguments[name].default.hidden = not batch
 
 
 def main() -> None:
@@ -539,8 +544,12 @@ def main() -> None:
         code = 130
     except Exception as e:  # click's usage errors and anything unexpected: still one line
         # Usage errors by what they do, not by class: newer typers bundle their own click.
-        if callable(getattr(e, "show", None)) and isinstance(getattr(e, "exit_code", None), int):
-            e.show()
+        if callable(getattr(e, "format_message", None)) and \
+                isinstance(getattr(e, "exit_code", None), int):
+            # one line, as for every other error (click's own is a four-line box)
+            command = "vstyle batch" if BATCH else "vstyle"
+            err.print(f"[red]error:[/red] {escape(e.format_message().rstrip('.'))}: see "
+                      f"{command} --help")
             sys.exit(e.exit_code)
         if isinstance(e, typer.Abort):  # Ctrl-C, as older typers report it
             code = 130

@@ -396,6 +396,8 @@ def test_usage_errors_say_what_is_wrong(args, message, tmp_path):
     result = run_cli(*args, cwd=tmp_path)
     assert result.returncode == 2 and message in result.stderr.lower(), result.stderr
     assert "unexpected" not in result.stderr and "Traceback" not in result.stderr
+    line = error_line(result)  # one line, as every other error
+    assert result.stderr.strip() == line and line.endswith(": see vstyle --help")
 
 
 def test_version_says_what_runs(tmp_path, monkeypatch, capsys):
@@ -419,13 +421,14 @@ def test_help_shows_every_option_once_in_its_group(tmp_path):
             assert found[1] not in groups, f"{found[1]} listed twice"
             groups[found[1]] = group
     assert list(dict.fromkeys(groups.values())) == [
-        "Options", "Look", "Iterations", "Video", "Hardware and model", "Resume", "vstyle batch"]
+        "Options", "Look", "Iterations", "Video", "Hardware and model", "Resume"]
     # every option of the library's Options can be set from the command line
     missing = {f"--{f.name.replace('_', '-')}" for f in fields(Options)} - set(groups)
     assert not missing, missing
     assert (groups["--output"], groups["--style-weight"], groups["--tol"], groups["--loop"],
-            groups["--device"], groups["--restart"], groups["--workers"]) == (
-        "Options", "Look", "Iterations", "Video", "Hardware and model", "Resume", "vstyle batch")
+            groups["--device"], groups["--restart"]) == (
+        "Options", "Look", "Iterations", "Video", "Hardware and model", "Resume")
+    assert "--workers" not in groups  # batch's own: in its help, not this one
     batch = ok(conftest.run_cli("batch", "--help", cwd=tmp_path, env={"COLUMNS": "200"}))
     assert re.search(r"Usage: vstyle batch \[OPTIONS\]", batch.stdout), batch.stdout[:300]
     # without the options that batch refuses (each input resumes from its own work folder)
