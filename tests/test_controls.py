@@ -115,6 +115,26 @@ def test_a_style_image_too_small_or_too_narrow_is_warned_of(shape, says):
         vstyle.stylize_image(content, style, **{**TINY, "iterations": 1, "first_iterations": 1})
 
 
+@pytest.mark.parametrize("values, says", [
+    (dict(style_size=64, style_scale=2.0), "ignored: --style-scale (--style-size sets"),
+    (dict(min_iterations=20, iterations=6), "ignored: --min-iterations 20 on the frames after"),
+    (dict(warm_start="previous", temporal_frames=(1, 2)), "ignored: --temporal-weight and "
+                                                          "--temporal-frames"),
+    (dict(warm_start="none", temporal_weight=50.0), "it needs --warm-start flow")])
+def test_an_option_another_makes_moot_is_said_to_be_ignored(values, says):
+    with pytest.warns(vstyle.VStyleWarning, match=re.escape(says)):
+        vstyle.Options(**values).validate()
+    with warnings.catch_warnings():  # the defaults, and a low ceiling alone, say nothing
+        warnings.simplefilter("error")
+        vstyle.Options(iterations=3, warm_start="previous").validate()
+
+
+def test_style_layer_weights_all_zero_are_refused():
+    with pytest.raises(vstyle.VStyleError, match="--style-layer-weights needs at least one "
+                                                 "weight above 0"):
+        vstyle.Options(style_layer_weights=(0, 0, 0, 0, 0)).validate()
+
+
 def test_python_callers_may_pass_one_value_for_a_tuple_option(clip, style, tmp_path):
     o = vstyle.Options(style_layers="conv1_1, conv2_1", content_layers="conv4_2",
                        temporal_frames=2, style_blend=0.5)

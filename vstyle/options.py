@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 import os
 import re
+import warnings
 from dataclasses import dataclass, field, fields, replace
 
-from .errors import VStyleError
+from .errors import VStyleError, VStyleWarning
 
 STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 CONTENT_LAYERS = ("conv4_2",)
@@ -209,8 +210,9 @@ class Options:
             if weights is not None and any(not math.isfinite(w) or w < 0 for w in weights):
                 bad("style_blend" if weights is self.style_blend else "style_layer_weights",
                     f"must be finite numbers >= 0 (got {','.join(map(str, weights))})")
-        if self.style_blend is not None and not any(self.style_blend):
-            bad("style_blend", "needs at least one weight above 0")
+        for name in ("style_blend", "style_layer_weights"):
+            if getattr(self, name) is not None and not any(getattr(self, name)):
+                bad(name, "needs at least one weight above 0")
         if self.style_layer_weights is not None and len(self.style_layer_weights) != len(self.style_layers):
             bad("style_layer_weights", f"needs one weight per style layer ({len(self.style_layers)})")
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
@@ -219,7 +221,24 @@ class Options:
             bad("weights", "is empty: use imagenet, random or the path of a VGG19 state dict")
         if not self.content_layers or not self.style_layers:
             bad("style_layers", "and --content-layers need at least one layer each")
+        self._warn_ignored()
         return self
+
+    def _warn_ignored(self) -> None:
+        """Options that another one makes moot: said, not silently dropped."""
+        ignored, default = [], Options.__dataclass_fields__
+        if self.style_size is not None and self.style_scale != 1.0:
+            ignored.append("--style-scale (--style-size sets the style's size)")
+        if self.iterations < self.min_iterations != default["min_iterations"].default:
+            ignored.append(f"--min-iterations {self.min_iterations} on the frames after the "
+                           f"first (--iterations {self.iterations} ends them first)")
+        if self.warm_start != "flow" and (
+                self.temporal_weight != default["temporal_weight"].default
+                or self.temporal_frames != default["temporal_frames"].default):
+            ignored.append("--temporal-weight and --temporal-frames (the temporal loss follows "
+                           "the optical flow: it needs --warm-start flow)")
+        for what in ignored:
+            warnings.warn(f"ignored: {what}", VStyleWarning, stacklevel=3)
 
     def result_key(self) -> dict:
         """The options that change the stylized frames (for resuming a run safely)."""
