@@ -106,7 +106,7 @@ def main_command(
         help="Video (.mp4 .mov .mkv .webm .avi .m4v .mpg .ts .mts .flv .wmv ...), animated GIF, "
              "WebP or PNG, folder of images, or one image."),
     styles: List[Path] = typer.Argument(..., metavar="STYLE", help="Style image(s): paintings."),
-    output: Optional[Path] = OutputOption(None, "-o", "--output",
+    output: Optional[str] = OutputOption(None, "-o", "--output", metavar="PATH",
         help="Output: .gif, .mp4, .webp (animated, full colour), a folder (PNG frames), or "
              ".png/.jpg for a still. Default: <input>-<style> beside the input."),
     size: int = LookOption(D.size, help="Long side of the processed frames, px."),
@@ -176,7 +176,7 @@ def main_command(
         help="GIF dithering: bayer | sierra2_4a | floyd_steinberg | none."),
     compare: bool = OutputOption(False, "--compare", metavar=FLAG,
         help="Side by side: content | style | result."),
-    report: Optional[Path] = OutputOption(None,
+    report: Optional[str] = OutputOption(None, metavar="PATH",
         help="Write per-frame stats and the temporal consistency figures to this JSON file."),
     work_dir: Optional[Path] = ResumeOption(None,
         help="Where finished frames are kept for resuming (default: beside the output)."),
@@ -214,6 +214,15 @@ def main_command(
         cuda_graphs=cuda_graphs, weights=weights, seed=seed,
         start=start, end=end, max_frames=max_frames, fps=fps,
         crf=crf, gif_dither=gif_dither, compare=compare)
+    # strings, not paths, up to here: a path type drops the trailing slash that says "a folder"
+    if output and not BATCH and output.endswith(("/", os.sep)) and \
+            media.output_kind(Path(output)) != "folder":
+        raise vstyle.VStyleError(f"-o {output}: the slash names a folder, the extension a "
+                                 "file: drop one of them")
+    if report and report.endswith(("/", os.sep)):
+        raise vstyle.VStyleError(f"--report {report} names a folder: give the file's name, e.g. "
+                                 f"{Path(report) / 'report.json'}")
+    output, report = (Path(output) if output else None), (Path(report) if report else None)
     if BATCH:
         if report or work_dir or keep_work or restart:
             raise vstyle.VStyleError("--report, --work-dir, --keep-work and --restart are for one "

@@ -355,6 +355,18 @@ def _(d: Path):
     return ["clip.mp4", "style.png", "-o", "out.gif", "--fps", "0.001"]
 
 
+@bad("a trailing slash on a file's name", "-o out.gif/: the slash names a folder, the "
+     "extension a file: drop one of them")
+def _(d: Path):
+    return ["clip.mp4", "style.png", "-o", "out.gif/"]
+
+
+@bad("--report naming a folder", "--report stats/ names a folder: give the file's name, e.g. "
+     "stats/report.json")
+def _(d: Path):
+    return ["clip.mp4", "style.png", "-o", "out.gif", "--report", "stats/"]
+
+
 def run_in_process(args, cwd: Path, monkeypatch, capsys) -> subprocess.CompletedProcess:
     """The `vstyle` command as cli.main() runs it, in this process: the same parsing, messages
     and exit codes as run_cli, without starting Python and torch again (~2.5 s a run)."""
@@ -517,6 +529,10 @@ def test_weights_set_in_the_environment_are_named_so(tmp_path, clip, style):
     assert not (tmp_path / "out.gif").exists()
     # a shell's stray space is not part of the value
     ok(run_cli(clip, style, "-o", tmp_path / "out.gif", *FAST, env={"VSTYLE_WEIGHTS": " random"}))
+    (tmp_path / "junk.pth").write_text("not weights")
+    junk = run_cli(clip, style, "-o", tmp_path / "out.gif", *FAST,
+                   env={"VSTYLE_WEIGHTS": str(tmp_path / "junk.pth")})
+    assert "junk.pth (set by VSTYLE_WEIGHTS) cannot be read" in error_line(junk)
 
 
 def test_batch_help_reads_inputs_first(tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import VStyleError, VStyleWarning
+from .errors import VStyleError, VStyleWarning, plural
 
 # torchvision's ImageNet normalization: its VGG19 expects RGB in [0, 1] normalized this way.
 MEAN = (0.485, 0.456, 0.406)
@@ -77,12 +77,13 @@ def _imagenet_features() -> nn.Sequential:
 
 
 def _file_features(path: Path) -> nn.Sequential:
+    # each message names the file, and where it was set when no flag named it
+    from_env = os.environ.get("VSTYLE_WEIGHTS", "").strip() == str(path)
+    name = f"weights file {path}{' (set by VSTYLE_WEIGHTS)' if from_env else ''}"
     if not path.is_file():
-        given = " (set by VSTYLE_WEIGHTS)" if os.environ.get("VSTYLE_WEIGHTS", "").strip() == \
-            str(path) else ""
         where = "is a folder" if path.is_dir() else "not found"
-        raise VStyleError(f"weights file {path}{given} {where}: pass --weights imagenet, random "
-                          "or the path of a VGG19 state dict (.pth)")
+        raise VStyleError(f"{name} {where}: pass --weights imagenet, random or the path of a "
+                          "VGG19 state dict (.pth)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
@@ -90,12 +91,12 @@ def _file_features(path: Path) -> nn.Sequential:
         whole = "Unsupported global" in str(e)
         fix = ("it holds a whole model: save its weights with torch.save(model.state_dict(), "
                "path)" if whole else "pass a VGG19 state dict saved with torch.save")
-        raise VStyleError(f"weights file {path} cannot be read ({type(e).__name__}): {fix}"
+        raise VStyleError(f"{name} cannot be read ({type(e).__name__}): {fix}"
                           ) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise VStyleError(f"weights file {path} holds no state dict: save one with "
+        raise VStyleError(f"{name} holds no state dict: save one with "
                           "torch.save(model.state_dict(), path)")
     # Accept torchvision's whole vgg19 ("features.0.weight", "classifier...") or features only.
     if any(k.startswith("features.") for k in state):
@@ -104,12 +105,12 @@ def _file_features(path: Path) -> nn.Sequential:
     expected = features.state_dict()
     missing = sorted(set(expected) - set(state), key=_key_order)
     if missing:
-        raise VStyleError(f"weights file {path} is not a VGG19 state dict (missing {missing[0]}"
+        raise VStyleError(f"{name} is not a VGG19 state dict (missing {missing[0]}"
                           f"{' and more' if len(missing) > 1 else ''}): pass torchvision's "
                           f"{WEIGHTS_FILE} or --weights imagenet")
     for key, tensor in expected.items():
         if tuple(state[key].shape) != tuple(tensor.shape):
-            raise VStyleError(f"weights file {path} has the wrong shape for {key} "
+            raise VStyleError(f"{name} has the wrong shape for {key} "
                               f"({tuple(state[key].shape)}, VGG19 needs {tuple(tensor.shape)}): "
                               f"pass torchvision's {WEIGHTS_FILE}")
     features.load_state_dict({k: state[k] for k in expected})
@@ -188,7 +189,7 @@ def resolve_device(name: str) -> torch.device:
                               "use --device cpu (or auto)")
         device = torch.device(name)
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise VStyleError(f"--device {name}: there are only {torch.cuda.device_count()} "
-                              "GPU(s); use cuda:0 … or auto")
+            raise VStyleError(f"--device {name}: there are only "
+                              f"{plural(torch.cuda.device_count(), 'GPU')}; use cuda:0 … or auto")
         return device
     raise VStyleError(f"--device {name!r} not understood: use auto, cpu, cuda or cuda:N")
