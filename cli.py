@@ -93,7 +93,8 @@ def show_version(value: bool) -> None:
 # One paragraph a line: the help text keeps line breaks where they are written.
 HELP = ("Stylize a video, GIF, image folder or image with a painting (Gatys neural style "
         "transfer, warm-started frame to frame).\n\n"
-        "vstyle batch INPUTS... STYLE -o OUTDIR stylizes many inputs the same way.")
+        "vstyle batch INPUTS... STYLE -o OUTDIR stylizes many inputs the same way (its own "
+        "options: vstyle batch --help).")
 BATCH_HELP = ("Stylize many inputs with the same options: files, folders of clips, or .txt lists "
               "of them, each into OUTDIR under its own name (<input>-<style>). The last path is "
               "the style; with --style-blend W1,W2 the last two are. Run the same command again "
@@ -555,10 +556,14 @@ def main() -> None:
         # Usage errors by what they do, not by class: newer typers bundle their own click.
         if callable(getattr(e, "format_message", None)) and \
                 isinstance(getattr(e, "exit_code", None), int):
-            # one line, as for every other error (click's own is a four-line box)
+            # one line, as for every other error (click's own is a four-line box); no
+            # "did you mean" an option this command hides
+            hidden = {f"--{name.replace('_', '-')}" for name in
+                      (SINGLE_ONLY if BATCH else BATCH_ONLY)}
+            if getattr(e, "possibilities", None):
+                e.possibilities = [p for p in e.possibilities if p not in hidden]
             command = "vstyle batch" if BATCH else "vstyle"
-            err.print(f"[red]error:[/red] {escape(e.format_message().rstrip('.'))}: see "
-                      f"{command} --help")
+            err.print(f"[red]error:[/red] {escape(e.format_message())} (see {command} --help)")
             sys.exit(e.exit_code)
         if isinstance(e, typer.Abort):  # Ctrl-C, as older typers report it
             code = 130

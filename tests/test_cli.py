@@ -409,7 +409,16 @@ def test_usage_errors_say_what_is_wrong(args, message, tmp_path):
     assert result.returncode == 2 and message in result.stderr.lower(), result.stderr
     assert "unexpected" not in result.stderr and "Traceback" not in result.stderr
     line = error_line(result)  # one line, as every other error
-    assert result.stderr.strip() == line and line.endswith(": see vstyle --help")
+    assert result.stderr.strip() == line and line.endswith(" (see vstyle --help)")
+
+
+def test_a_misspelt_option_is_not_matched_to_one_this_command_refuses(tmp_path):
+    single = error_line(run_cli("clip.mp4", "style.png", "--worker", "2", cwd=tmp_path))
+    assert "No such option: --worker" in single and "--workers" not in single
+    batch = error_line(run_cli("batch", "clip.mp4", "style.png", "--reprot", "r.json",
+                               cwd=tmp_path))
+    assert "No such option: --reprot" in batch and "--report" not in batch
+    assert batch.endswith("(see vstyle batch --help)")
 
 
 def test_version_says_what_runs(tmp_path, monkeypatch, capsys):

@@ -118,15 +118,26 @@ def test_a_style_image_too_small_or_too_narrow_is_warned_of(shape, says):
 @pytest.mark.parametrize("values, says", [
     (dict(style_size=64, style_scale=2.0), "ignored: --style-scale (--style-size sets"),
     (dict(min_iterations=20, iterations=6), "ignored: --min-iterations 20 on the frames after"),
-    (dict(warm_start="previous", temporal_frames=(1, 2)), "ignored: --temporal-weight and "
-                                                          "--temporal-frames"),
-    (dict(warm_start="none", temporal_weight=50.0), "it needs --warm-start flow")])
-def test_an_option_another_makes_moot_is_said_to_be_ignored(values, says):
+    (dict(warm_start="previous", temporal_frames=(1, 2)), "ignored: --temporal-frames (the "
+                                                          "temporal loss follows the optical"),
+    (dict(warm_start="none", temporal_weight=50.0), "ignored: --temporal-weight (the temporal "
+                                                    "loss follows the optical flow: it needs "
+                                                    "--warm-start flow)"),
+    (dict(temporal_frames=(1, 2), temporal_weight=0.0), "ignored: --temporal-frames "
+                                                        "(--temporal-weight 0 turns")])
+def test_an_option_another_makes_moot_is_said_to_be_ignored(values, says, monkeypatch):
+    from vstyle import options
+    monkeypatch.setattr(options, "_SAID", set())  # what this process has said already
     with pytest.warns(vstyle.VStyleWarning, match=re.escape(says)):
+        vstyle.Options(**values).validate()
+    with warnings.catch_warnings():  # once a process: validate runs again for every batch job
+        warnings.simplefilter("error")
         vstyle.Options(**values).validate()
     with warnings.catch_warnings():  # the defaults, and a low ceiling alone, say nothing
         warnings.simplefilter("error")
         vstyle.Options(iterations=3, warm_start="previous").validate()
+        # --loop's pull towards frame 1 is weighed by --temporal-weight in any warm start
+        vstyle.Options(loop=True, warm_start="previous", temporal_weight=0.0).validate()
 
 
 def test_style_layer_weights_all_zero_are_refused():

@@ -979,8 +979,10 @@ def check_writable(path: Path, what: str) -> None:
 def check_not_overwriting(path: Path, name: str, source: Source,
                           style_paths: Sequence[Path] = ()) -> None:
     """A file vstyle writes (the output, the report) must not be one it reads."""
+    # a folder's frames only where the path is in that folder (thousands of them)
+    frames = source.files if Path(path).resolve().parent == source.path.resolve() else []
     for other, what in [(source.path, "the input"), *((p, "a style image") for p in style_paths),
-                        *((p, "one of the input's frames") for p in source.files)]:
+                        *((p, "one of the input's frames") for p in frames)]:
         if Path(path).resolve() == Path(other).resolve():
             raise VStyleError(f"{name} {path} is {what} itself: choose another {name} name")
 

@@ -398,9 +398,8 @@ def run_optimizer(init: torch.Tensor, step: Callable, max_iterations: int, o: Op
             on_step(i, max_iterations, loss)
         if not np.isfinite(loss):  # a result made of NaNs is no result
             raise VStyleError(f"the loss became {loss} at iteration {i}: the weights file gives "
-                              "numbers float32 cannot hold, or the loss weights are too far "
-                              "apart; check --weights, or bring --style-weight and "
-                              "--content-weight closer")
+                              "numbers float32 cannot hold, or the loss weights are too large; "
+                              "check --weights, or lower --style-weight and --content-weight")
         if i >= max(o.min_iterations, WINDOW + 1) and o.tol > 0:
             before = history[-WINDOW - 1]
             if before - loss < o.tol * abs(before):

@@ -18,6 +18,7 @@ CONTENT_LAYERS = ("conv4_2",)
 MAX_SIZE = 8192
 MAX_FPS = 1000.0
 MAX_WEIGHT = 1e30  # a loss weight; float32 overflows at 3.4e38
+_SAID: set[str] = set()  # the "ignored" warnings given in this process (and its forks)
 
 
 def seconds(value: str | float | None, name: str) -> float | None:
@@ -174,7 +175,7 @@ class Options:
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 bad(name, f"must be a finite number >= 0 (got {value})")
-            if value > MAX_WEIGHT:
+            if value > MAX_WEIGHT and name != "tol":
                 bad(name, f"must be at most {MAX_WEIGHT:g} (got {value:g}): the losses are "
                     "float32 numbers, which end at 3.4e38")
         if not 0 <= self.seed < 2 ** 63:
@@ -232,13 +233,20 @@ class Options:
         if self.iterations < self.min_iterations != default["min_iterations"].default:
             ignored.append(f"--min-iterations {self.min_iterations} on the frames after the "
                            f"first (--iterations {self.iterations} ends them first)")
-        if self.warm_start != "flow" and (
-                self.temporal_weight != default["temporal_weight"].default
-                or self.temporal_frames != default["temporal_frames"].default):
-            ignored.append("--temporal-weight and --temporal-frames (the temporal loss follows "
-                           "the optical flow: it needs --warm-start flow)")
+        # --loop's pull towards frame 1 is weighed by --temporal-weight in every warm start
+        temporal = [f"--{name.replace('_', '-')}" for name in ("temporal_weight", "temporal_frames")
+                    if getattr(self, name) != default[name].default
+                    and not (name == "temporal_weight" and self.loop)]
+        if self.warm_start != "flow" and temporal:
+            ignored.append(f"{' and '.join(temporal)} (the temporal loss follows the optical "
+                           "flow: it needs --warm-start flow)")
+        elif self.temporal_frames != default["temporal_frames"].default and \
+                self.temporal_weight == 0:
+            ignored.append("--temporal-frames (--temporal-weight 0 turns the temporal loss off)")
         for what in ignored:
-            warnings.warn(f"ignored: {what}", VStyleWarning, stacklevel=3)
+            if what not in _SAID:  # validate runs once per run, and per job in a batch
+                _SAID.add(what)
+                warnings.warn(f"ignored: {what}", VStyleWarning, stacklevel=3)
 
     def result_key(self) -> dict:
         """The options that change the stylized frames (for resuming a run safely)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import sys
 import warnings
 from pathlib import Path
@@ -63,17 +64,27 @@ def _imagenet_features() -> nn.Sequential:
         with contextlib.redirect_stdout(sys.stderr):
             model = models.vgg19(weights=models.VGG19_Weights.IMAGENET1K_V1, progress=False)
     except Exception as e:  # URLError, HTTPError, a half-downloaded or corrupt file...
-        if had_file:  # torch found its copy and could not read it
+        if isinstance(e, MemoryError) or "can't allocate memory" in str(e):
+            raise  # the run's own out-of-memory message says what to do
+        if had_file and _unreadable(e):  # torch found its copy and could not read it
             raise VStyleError(
                 f"the cached ImageNet weights {cached} are damaged (an interrupted download "
                 f"or copy?): delete {'that folder' if cached.is_dir() else 'the file'} and run "
                 "again to download them anew (~550 MB), or put a good copy there") from None
         reason = str(e).split(". ")[0].splitlines()[0][:120] if str(e) else type(e).__name__
         raise VStyleError(
-            f"could not download VGG19's ImageNet weights ({reason}): download {WEIGHTS_FILE} "
+            f"could not {'read' if had_file else 'download'} VGG19's ImageNet weights "
+            f"({reason}): download {WEIGHTS_FILE} "
             f"(~550 MB) into {cached.parent}/ or pass --weights FILE (--weights random runs the "
             "pipeline without them, for a try)") from None
     return model.features
+
+
+def _unreadable(error: Exception) -> bool:
+    """Whether torch.load failed on the file's bytes (cut short, not a checkpoint) rather than
+    for another reason (permissions, memory)."""
+    return isinstance(error, (pickle.UnpicklingError, EOFError, IsADirectoryError, ValueError)) \
+        or "PytorchStreamReader" in str(error)
 
 
 def _file_features(path: Path) -> nn.Sequential:

@@ -116,6 +116,7 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
             emit(Event("start", n_frames=source.n_frames, frame=reused))
             if features is not None:
                 run_frames(source, style_images, options, size, work, emit, device, features)
+                features = None  # the network's memory is free for the encoding
             emit(Event("encode", n_frames=source.n_frames, message=str(output)))
             frames = compare_frames(source, style_images, size, work) if options.compare else \
                 (lambda: work.frames(source.n_frames))
