@@ -449,14 +449,14 @@ class BatchProgress:
             self.progress.stop()
 
     def plan(self, jobs: list) -> None:
-        self.jobs = jobs
+        self.jobs, self.index = jobs, {id(job): i for i, job in enumerate(jobs)}
         self.poll()  # frames an earlier run finished: done, but not in this run's rate
         self.start_units, self.start_time = self.units(), time.monotonic()
         self.progress.start()
         self.poller.start()
 
     def done(self, job, status: str, frames: int, error: str) -> None:
-        index = next(i for i, j in enumerate(self.jobs) if j is job)
+        index = self.index[id(job)]
         with self.lock:  # a failed job's unpainted frames leave the total
             self.ended[index] = job.n_frames if status == "done" else self.frames.get(index, 0)
         self.poll()

@@ -51,6 +51,11 @@ class Job:
     manifest: dict | None = field(default=None, repr=False)
 
     @property
+    def chunk_done(self) -> bool:
+        """A chunk whose frames are all written (by this run or an earlier one)."""
+        return bool(self.frame_range) and finished(self.output)
+
+    @property
     def n_frames(self) -> int:
         """The frames it paints (a chunk's include its overlap)."""
         if self.frame_range:
@@ -163,7 +168,7 @@ def drop_stale_chunks(output: Path, jobs: list[Job]) -> None:
 
 def run_job(job: Job, styles: list[Path], options: Options) -> tuple[str, int, str]:
     """Stylize one input or chunk; a user error becomes a result, not an exception."""
-    if job.frame_range and finished(job.output):
+    if job.chunk_done:
         return "done", len(media.written_frames(job.output)), ""  # from an earlier run
     try:
         result = stylize(job.source or job.input, styles, job.output, options,
@@ -179,15 +184,14 @@ def painted(job: Job) -> int | None:
     """How many of a job's frames are finished (for a progress bar; a batch's jobs run in
     other processes or on other machines, and share only files): a chunk's folder, or the
     frames in its work folder; None where it has none (not started, or just finished)."""
-    if job.frame_range and finished(job.output):  # now, or by an earlier run
+    if job.chunk_done:  # now, or by an earlier run
         return job.n_frames
     folder = default_work_dir(job.output)
     try:
         if job.manifest is not None and \
                 json.loads((folder / "manifest.json").read_text()) != job.manifest:
             return 0  # an earlier run's frames, which this one clears
-        with os.scandir(folder) as entries:
-            return sum(1 for e in entries if e.name.endswith(".png") and e.name[0].isdigit())
+        return len(media.written_frames(folder))
     except (OSError, ValueError):
         return None
 

@@ -232,9 +232,9 @@ def manifest(source: media.Source, style_paths: list[Path], options: Options,
 
 def run_frames(source: media.Source, style_images: list[np.ndarray], options: Options,
                size: tuple[int, int], work: WorkDir, emit: OnEvent,
-               device: torch.device, features: nn.Sequential | None = None) -> None:
+               device: torch.device, features: nn.Sequential) -> None:
     """Stylize every frame not yet in the work folder, each warm-started from the one before.
-    features: VGG19's layers, loaded (vgg.load_features), or None to load them here."""
+    features: VGG19's layers, loaded (vgg.load_features)."""
     n = source.n_frames
     with beside_optimizer(device.type), \
             closing(prefetch(prepare(source.frames(size), n, options, work.done))) as frames:
@@ -243,7 +243,7 @@ def run_frames(source: media.Source, style_images: list[np.ndarray], options: Op
 
 def stylize_frames(frames: Iterator[Prepared], n: int, style_images: list[np.ndarray],
                    options: Options, size: tuple[int, int], work: WorkDir, emit: OnEvent,
-                   features: nn.Sequential | None = None) -> None:
+                   features: nn.Sequential) -> None:
     """The loop over the prepared frames: optimize each, save it, keep what later ones need.
 
     Frame t is measured and written (PNG) in a thread while frame t+1 is optimized; one save

@@ -102,8 +102,9 @@ class WorkDir:
         # the outermost folder this run makes (the output's folder too, when the work folder
         # is beside the output): removed with the work folder if nothing else was put there
         # (absolute, with any .. taken out: path's own parents as written could name others)
-        full = Path(os.path.abspath(path))
-        self.made = next((p for p in reversed([full, *full.parents]) if not p.exists()), None)
+        self._full = Path(os.path.abspath(path))
+        self.made = next((p for p in reversed([self._full, *self._full.parents])
+                          if not p.exists()), None)
         # A run's folder: wait for no one (the same command started twice: one runs). A
         # foreign one (`--work-dir .`) gets no lock file before it is refused.
         self._lock = None
@@ -199,7 +200,7 @@ class WorkDir:
         self._lock = None
         if self.made is None:
             return
-        for folder in Path(os.path.abspath(self.path)).parents:  # innermost first
+        for folder in self._full.parents:  # innermost first
             if not folder.is_relative_to(self.made):
                 break
             with suppress(OSError):  # not empty: someone put something there
