@@ -139,7 +139,7 @@ def main_command(
     preserve_colors: bool = LookOption(False, "--preserve-colors", metavar=FLAG,
         help="Keep the content's colours."),
     scales: int = OptimizerOption(D.scales,
-        help="First frame: optimize at this many sizes, each x2."),
+        help="First frame: optimize at this many sizes, each x2 (each up to --first-iterations)."),
     optimizer: str = OptimizerOption(D.optimizer, help="lbfgs | adam."),
     lr: Optional[float] = OptimizerOption(None,
         help="Step size (default: 1 for lbfgs, 0.02 for adam)."),
@@ -250,8 +250,12 @@ def main_command(
         raise vstyle.VStyleError("--workers, --ray, --ray-address and --chunk-frames are for "
                                  "`vstyle batch INPUTS... STYLE -o OUTDIR`")
     with ProgressView(quiet, options) as view:
-        result = vstyle.stylize(input, styles, output, options, on_event=view, report=report,
-                                work_dir=work_dir, keep_work=keep_work, restart=restart)
+        try:
+            result = vstyle.stylize(input, styles, output, options, on_event=view,
+                                    report=report, work_dir=work_dir, keep_work=keep_work,
+                                    restart=restart)
+        except vstyle.Interrupted as e:
+            raise Stopped(str(e)) from None
     if not quiet:
         done = result.n_frames - result.reused
         reused = f", {result.reused} reused from the earlier run" if result.reused else ""
@@ -285,9 +289,9 @@ def run_batch(inputs: list[Path], styles: list[Path], outdir: Optional[Path], op
                                        workers=workers, use_ray=use_ray,
                                        ray_address=address, chunk_frames=chunk_frames,
                                        on_plan=view.plan, on_done=view.done)
-        except (KeyboardInterrupt, vstyle.Interrupted):  # the latter: the job in this process
-            raise vstyle.Interrupted("interrupted: run the same command again to go on (finished "
-                                     "inputs are skipped, the others resume)") from None
+        except KeyboardInterrupt:  # vstyle.Interrupted too: the job in this process
+            raise Stopped("interrupted: run the same command again to go on (finished inputs "
+                          "are skipped, the others resume)") from None
     failed = [o for o in outcomes if o.status == "failed"]
     if not quiet:
         # paths wrap rather than end in an ellipsis
@@ -406,7 +410,7 @@ class ProgressView:
             self.eta.step(event.frame, event.iteration, event.max_iterations, time.monotonic())
             self.progress.update(self.task, it=f"{event.iteration}/{event.max_iterations}",
                                  loss=f"{event.loss:.4g}")
-        elif event.kind == "frame" and event.stats is not None and self.task is not None:
+        elif event.kind == "frame" and self.task is not None:
             self.eta.finished(event.frame, event.stats.iterations)
             self.progress.update(self.task, completed=event.frame)
         elif event.kind == "encode" and self.task is not None:
@@ -498,6 +502,11 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     err.print(f"[yellow]warning: {escape(str(message))}")
 
 
+class Stopped(Exception):
+    """A run stopped by Ctrl-C, with what was kept: vstyle.Interrupted is a KeyboardInterrupt,
+    which click would turn into its own bare Abort, dropping the message."""
+
+
 def _sigterm(signum, frame):
     raise KeyboardInterrupt  # the same clean stop as Ctrl-C
 
@@ -544,7 +553,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _sigterm)
     try:
         code = app(standalone_mode=False, prog_name="vstyle batch" if BATCH else None)
-    except vstyle.Interrupted as e:
+    except Stopped as e:
         err.print(f"[red]{escape(str(e))}")
         sys.exit(130)
     except vstyle.VStyleError as e:

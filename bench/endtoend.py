@@ -90,8 +90,8 @@ def main() -> None:
             on_event=lambda e: marks.append((time.perf_counter(), e.kind,
                                              e.stats.seconds if e.stats else None)))
         end = time.perf_counter()
-    begins = [m for m in marks if m[1] == "frame" and m[2] is None]
-    ends = [m for m in marks if m[1] == "frame" and m[2] is not None]
+    begins = [m for m in marks if m[1] == "frame_start"]
+    ends = [m for m in marks if m[1] == "frame"]
     encode = next(m[0] for m in marks if m[1] == "encode")
     optimizer = [e[2] for e in ends]
     rest = [e[0] - b[0] - e[2] for b, e in zip(begins, ends)]

@@ -109,7 +109,7 @@ def run_vstyle(clip: Path, style_path: Path, n: int, o: Options, work: Path) -> 
     clock = [time.perf_counter()]
 
     def on_event(e: vstyle.Event):
-        if e.kind == "frame" and e.stats is None:
+        if e.kind == "frame_start":
             frames.append(dict(curve=[]))
             clock[0] = time.perf_counter()
         elif e.kind == "step":

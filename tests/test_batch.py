@@ -44,9 +44,11 @@ def check_batch(result, out):
 
 def test_batch_one_bad_input_does_not_stop_the_others(three_clips, style, tmp_path):
     out = tmp_path / "out"
-    result = run_cli("batch", three_clips, style, "-o", out, *FAST)
+    moot = ["--warm-start", "none", "--temporal-weight", "5"]  # said once, not once a job
+    result = run_cli("batch", three_clips, style, "-o", out, *FAST, *moot)
     check_batch(result, out)
-    again = run_cli("batch", three_clips, style, "-o", out, *FAST[:-1])  # finished: skipped
+    assert result.stderr.count("ignored: --temporal-weight") == 1, result.stderr
+    again = run_cli("batch", three_clips, style, "-o", out, *FAST[:-1], *moot)  # finished: skipped
     assert again.returncode == 1 and again.stderr.count("│ skipped") == 2
 
 

@@ -166,7 +166,7 @@ def test_a_failed_save_stops_the_run_at_the_next_frame(clip, style, tmp_path, mo
     monkeypatch.setattr(WorkDir, "save", save)
     with pytest.raises(OSError, match="No space left"):
         vstyle.stylize(clip, style, tmp_path / "out.gif", max_frames=6, **TINY,
-                       on_event=lambda e: e.kind == "frame" and e.stats is None and
+                       on_event=lambda e: e.kind == "frame_start" and
                        started.append(e.frame))
     assert started == [1, 2, 3]  # frame 2's save failed while frame 3 was being optimized
     assert not (tmp_path / "out.gif").exists()
@@ -179,7 +179,7 @@ def test_interrupted_run_resumes_without_a_seam(clip, style, tmp_path, gaps):
     out, work = tmp_path / "out", tmp_path / "work"
 
     def stop_after_three(event):
-        if event.kind == "frame" and event.stats is not None and event.frame == 3:
+        if event.kind == "frame" and event.frame == 3:
             raise KeyboardInterrupt
     with pytest.raises(vstyle.Interrupted, match="run the same command again"):
         vstyle.stylize(clip, style, out, max_frames=6, work_dir=work, on_event=stop_after_three,
@@ -394,7 +394,7 @@ def test_a_repeated_picture_is_copied_not_painted_again(style, tmp_path, monkeyp
 
     # resumed right before the copy: it still repeats frame 2's numbers
     def stop_after_two(event):
-        if event.kind == "frame" and event.stats is not None and event.frame == 2:
+        if event.kind == "frame" and event.frame == 2:
             raise KeyboardInterrupt
     work, report = tmp_path / "work", tmp_path / "report.json"
     with pytest.raises(vstyle.Interrupted):

@@ -28,9 +28,9 @@ from typing import Callable, Iterable
 import numpy as np
 
 from . import media
-from .errors import VStyleError, VStyleWarning, plural
+from .errors import VStyleError, VStyleWarning, plural, warn
 from .options import Options
-from .video import (WORK_SUFFIX, Interrupted, audio_for, default_work_dir, manifest, stylize,
+from .video import (WORK_SUFFIX, audio_for, default_work_dir, manifest, stylize,
                     written_size)
 from .workdir import file_hash, fingerprint, read_frame, remove_idle, write_atomic
 
@@ -110,10 +110,9 @@ def warn_left_out(folder: Path, clips: list[Path], used: list[Path]) -> None:
                   and not any(u == p.resolve() or p.resolve() in u.parents for u in used))
     if left:
         frames = any(p.is_file() for p in left)  # the folder's own frames, perhaps
-        warnings.warn(f"folder {folder}: stylizing its {plural(len(clips), 'clip')}; left "
-                      f"out: {media.some_names(left)} (pass a folder or an image by its own "
-                      f"name{'; to stylize the frames here, move the clips out' * frames})",
-                      VStyleWarning, stacklevel=3)
+        warn(f"folder {folder}: stylizing its {plural(len(clips), 'clip')}; left "
+             f"out: {media.some_names(left)} (pass a folder or an image by its own "
+             f"name{'; to stylize the frames here, move the clips out' * frames})")
 
 
 def output_for(input: Path, styles: list[Path], outdir: Path) -> Path:
@@ -174,9 +173,8 @@ def run_job(job: Job, styles: list[Path], options: Options) -> tuple[str, int, s
         result = stylize(job.source or job.input, styles, job.output, options,
                          frame_range=job.frame_range)
         return "done", result.n_frames, ""
-    except Interrupted:
-        raise  # Ctrl-C stops the whole batch; finished frames stay for the next run
     except Exception as e:  # a bug or a library's error too: still only this input fails
+        # (Ctrl-C, as Interrupted, is no Exception: it stops the whole batch)
         return "failed", 0, failure(e)
 
 
@@ -285,8 +283,8 @@ def plan(inputs: list[Path], styles: list[Path], outdir: Path, options: Options,
             outcome.status = "skipped"
             if output.name not in ledger:
                 outcome.error = "exists, not made by vstyle batch: left alone"
-                warnings.warn(f"{output} exists and no vstyle batch made it: left alone; delete "
-                              f"it to stylize {input}", VStyleWarning, stacklevel=2)
+                warn(f"{output} exists and no vstyle batch made it: left alone; delete "
+                     f"it to stylize {input}")
             continue
         try:
             source = media.open_source(input, options.max_frames, options.fps, options.start,
@@ -367,10 +365,10 @@ def run_batch(inputs: list[Path], styles: list[Path], outdir: Path, options: Opt
                           "frames lead into frame 1; colours are matched to frame 1): leave out "
                           "--chunk-frames")
     if chunk_frames and chunk_frames < 4 * OVERLAP:
-        warnings.warn(f"--chunk-frames {chunk_frames}: each chunk after the first also paints "
-                      f"the {min(OVERLAP, chunk_frames)} frames before it, to blend the join, so "
-                      f"chunks this short redo {min(OVERLAP, chunk_frames) / chunk_frames:.0%} "
-                      "more frames; a few hundred is usual", VStyleWarning, stacklevel=2)
+        warn(f"--chunk-frames {chunk_frames}: each chunk after the first also paints "
+             f"the {min(OVERLAP, chunk_frames)} frames before it, to blend the join, so "
+             f"chunks this short redo {min(OVERLAP, chunk_frames) / chunk_frames:.0%} "
+             "more frames; a few hundred is usual")
     media.check_writable(outdir / LEDGER, "folder for the outputs")
     outcomes, jobs = plan(inputs, styles, outdir, options, chunk_frames)
     outdir.mkdir(parents=True, exist_ok=True)  # once the plan holds
@@ -468,6 +466,7 @@ def _worker_init(cards) -> None:
     # A forked worker inherits the CLI's warning printer, whose console lock another thread of
     # the parent may have held at the fork: print plainly.
     warnings.showwarning = _plain_warning
+    warnings.filterwarnings("ignore", "ignored: ", VStyleWarning)  # the batch said them
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _worker_stop)
 
@@ -487,7 +486,7 @@ def _worker_job(job: Job, styles: list[Path], options: Options) -> tuple[str, in
     _IN_JOB = True
     try:
         return run_job(job, styles, options if _DEVICE is None else options.replace(device=_DEVICE))
-    except (KeyboardInterrupt, Interrupted):
+    except KeyboardInterrupt:  # Interrupted too
         os._exit(130)  # its frames are saved; a live worker would start the next queued job
     finally:
         _IN_JOB = False

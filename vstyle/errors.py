@@ -1,5 +1,11 @@
 """The one exception a user can act on, the one warning category, and how messages count."""
 
+import os
+import sys
+import warnings
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
 
 class VStyleError(Exception):
     """A problem the user can fix. The message names the problem and the fix, in one line."""
@@ -7,6 +13,16 @@ class VStyleError(Exception):
 
 class VStyleWarning(UserWarning):
     """Something the user should know (random weights, a very large GIF); the run goes on."""
+
+
+def warn(message: str) -> None:
+    """A VStyleWarning attributed to the first caller outside this package (a script's call
+    to vstyle.stylize, not a line inside vstyle), so that it points at the user's code and
+    the warnings filters show it once per call site, as for any library's warning."""
+    frame, level = sys._getframe(1), 2  # stacklevel 2: warn's caller
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, VStyleWarning, stacklevel=level)
 
 
 def plural(n: int, thing: str) -> str:

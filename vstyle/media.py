@@ -16,7 +16,6 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-import warnings
 from bisect import bisect_left, bisect_right
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
@@ -31,7 +30,7 @@ import imageio_ffmpeg
 import numpy as np
 from PIL import Image, ImageOps
 
-from .errors import VStyleError, VStyleWarning, plural
+from .errors import VStyleError, plural, warn
 from .options import MAX_SIZE, seconds
 
 # what ffmpeg decodes: phones, cameras (.mts/.m2ts: AVCHD), broadcast (.ts), older web video
@@ -160,7 +159,9 @@ def as_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:
     """An array given to the Python API, as RGB uint8 (H, W, 3): greys, alpha (on white),
     floats in [0, 1] and 16-bit values are converted, judged by their range (a uint16 array
     with nothing above 255 holds 8-bit levels); other shapes, complex numbers and clearly
-    negative values are a VStyleError."""
+    negative values are a VStyleError. A Pillow image is read as an image file is."""
+    if isinstance(image, Image.Image):
+        return _to_rgb(image)
     a = np.asarray(image)
     if a.ndim == 0:  # None, a number, a string...
         raise VStyleError(f"{name} is of type {type(image).__name__}, not an image: pass a "
@@ -379,9 +380,9 @@ def _open_folder(path: Path, fps: float) -> Source:
         raise VStyleError(f"folder {path} has no images: put {', '.join(sorted(IMAGE_EXTS))} frames in it")
     beside = folder_clips(path)
     if beside:  # read as frames, yet it holds clips: perhaps the clips were meant
-        warnings.warn(f"folder {path} is read as {plural(len(files), 'frame')}; left out: "
-                      f"{some_names(beside)} (stylize clips with `vstyle batch {path} STYLE "
-                      "-o OUTDIR`)", VStyleWarning, stacklevel=2)
+        warn(f"folder {path} is read as {plural(len(files), 'frame')}; left out: "
+             f"{some_names(beside)} (stylize clips with `vstyle batch {path} STYLE "
+             "-o OUTDIR`)")
     size = _read_input_image(files[0]).shape[1::-1]
     return Source(path, "folder", len(files), size, Timing(fps, None), False, files)
 
@@ -606,9 +607,9 @@ def _count_frames(path: Path, limit: int | None = None,
     n = int(frames[-1]) if frames else 0
     if re.search(r"offset 0x[0-9a-f]+: partial file", log):  # MP4/MOV: its index lists frames
         # past the end of the file
-        warnings.warn(f"video {path} is cut short (an unfinished download or copy?): its index "
-                      f"lists more frames than the file holds; stylizing the {plural(n, 'frame')} "
-                      "that are there", VStyleWarning, stacklevel=2)
+        warn(f"video {path} is cut short (an unfinished download or copy?): its index "
+             f"lists more frames than the file holds; stylizing the {plural(n, 'frame')} "
+             "that are there")
     if limit is not None and n > limit:
         starts = dict(re.findall(r"\bn:\s*(\d+)\s+pts:\s*-?\d+\s+pts_time:\s*(-?[\d.]+)", log))
         if str(limit) in starts:
@@ -867,9 +868,9 @@ def _gif_delays(timing: Timing, n: int) -> list[int]:
     """A GIF's delays, in centiseconds."""
     delays = _delays(timing, n, 10)
     if min(delays) < 2:
-        warnings.warn("GIF frames shorter than 20 ms play at 100 ms in browsers, so they are set "
-                      "to 20 ms and the GIF runs slow: pass --fps 50 or less, or write .webp or "
-                      ".mp4", VStyleWarning, stacklevel=2)
+        warn("GIF frames shorter than 20 ms play at 100 ms in browsers, so they are set "
+             "to 20 ms and the GIF runs slow: pass --fps 50 or less, or write .webp or "
+             ".mp4")
     return [max(2, d) for d in delays]
 
 
@@ -1075,8 +1076,8 @@ def _paced(timing: Timing) -> tuple[float, list[str], list[str]]:
     starts = f"{base}*N" + "".join(f"{x - base:+d}*gt(N,{j})" for j, x in enumerate(d[:-1])
                                    if x != base)
     if len(starts) > 30_000:  # thousands of uneven frames: past Windows' command-line limit
-        warnings.warn("the GIF's frames have too many different durations to keep in an MP4: "
-                      "it plays at their average rate", VStyleWarning, stacklevel=2)
+        warn("the GIF's frames have too many different durations to keep in an MP4: "
+             "it plays at their average rate")
         return timing.fps, [], []
     # -bf 0: with B-frames x264 hands durations out in decode order, and the last frame's,
     # which sets the clip's length, came out as another frame's (measured: 0.46 s for 0.36 s).
@@ -1262,6 +1263,6 @@ def write_output(frames: Callable[[], Iterable[np.ndarray]], output: Path, kind:
         raise VStyleError(f"could not write {output} ({_brief(error)}): check free disk space "
                           "and that the folder is writable") from None
     if kind == "gif" and output.stat().st_size > LARGE_GIF_BYTES:
-        warnings.warn(f"{output} is {output.stat().st_size / 2**20:.0f} MB, too large to share "
-                      "easily: write .webp (smaller, full colour) or .mp4, or shrink it with "
-                      "--size or --fps", VStyleWarning, stacklevel=2)
+        warn(f"{output} is {output.stat().st_size / 2**20:.0f} MB, too large to share "
+             "easily: write .webp (smaller, full colour) or .mp4, or shrink it with "
+             "--size or --fps")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import warnings
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -15,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import losses
-from .errors import VStyleError, VStyleWarning, plural
+from .errors import VStyleError, plural, warn
 from .lbfgs import LBFGS
 from .options import Options
 from .vgg import VGGFeatures, block_of, load_features, resolve_device
@@ -314,9 +313,9 @@ class Stylizer:
             try:
                 step = CapturedStep(self.loss_and_grad, x, inputs)
             except Exception as e:
-                warnings.warn(f"CUDA graph capture failed ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0][:100] if str(e) else ''}); running "
-                              "without CUDA graphs (slower)", VStyleWarning)
+                warn(f"CUDA graph capture failed ({type(e).__name__}: "
+                     f"{str(e).splitlines()[0][:100] if str(e) else ''}); running "
+                     "without CUDA graphs (slower)")
                 self.graphs = False
                 self.captured.clear()
                 return None

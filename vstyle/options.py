@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
 import math
+import numbers
 import os
 import re
-import warnings
 from dataclasses import dataclass, field, fields, replace
 
-from .errors import VStyleError, VStyleWarning
+import numpy as np
+
+from .errors import VStyleError, warn
 
 STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 CONTENT_LAYERS = ("conv4_2",)
@@ -18,7 +21,6 @@ CONTENT_LAYERS = ("conv4_2",)
 MAX_SIZE = 8192
 MAX_FPS = 1000.0
 MAX_WEIGHT = 1e30  # a loss weight; float32 overflows at 3.4e38
-_SAID: set[str] = set()  # the "ignored" warnings given in this process (and its forks)
 
 
 def seconds(value: str | float | None, name: str) -> float | None:
@@ -35,6 +37,32 @@ def seconds(value: str | float | None, name: str) -> float | None:
     return sum(p * 60 ** k for k, p in enumerate(reversed(parts)))
 
 
+# Python callers' values of the wrong type: a string for a number would fail deep inside with
+# a TypeError, a string for an on/off option would be taken as on ("no" is true).
+_SCALARS = {"int": int, "int | None": int, "float": float, "float | None": float, "bool": bool,
+            "str": str}
+
+
+def _scalar(name: str, value, annotation: str):
+    """value as the type the option's annotation names (numpy's numbers as Python's)."""
+    kind = _SCALARS[annotation]
+    if value is None and annotation.endswith("None"):
+        return None
+    if kind is bool and isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if kind is str and isinstance(value, str):
+        return value
+    if kind in (int, float) and isinstance(value, numbers.Real) and \
+            not isinstance(value, (bool, np.bool_)):
+        if kind is float:
+            return float(value)
+        if float(value).is_integer():  # 32.0 is 32
+            return int(value)
+    wanted = {int: "a whole number", float: "a number", bool: "True or False",
+              str: "a string"}[kind]
+    raise VStyleError(f"{name}={value!r}: pass {wanted}")
+
+
 def default_weights() -> str:
     """`VSTYLE_WEIGHTS` lets scripts and CI pick the weights without a flag."""
     return os.environ.get("VSTYLE_WEIGHTS", "").strip() or "imagenet"
@@ -42,6 +70,10 @@ def default_weights() -> str:
 
 @dataclass
 class Options:
+    """Every option of a run, with its default. The command's options are these fields
+    (--style-weight is style_weight; the README's option table says what each does). Make one
+    with keywords, Options(size=256); derive one with .replace(iterations=50); .validate()
+    refuses values out of range, in one line each."""
     # --- size ---------------------------------------------------------------------------------
     size: int = 512  # long side of the processed (and output) frames, px
     style_size: int | None = None  # long side of the style image(s); None: size * style_scale
@@ -115,6 +147,9 @@ class Options:
 
     def __post_init__(self):
         self.start, self.end = seconds(self.start, "start") or 0.0, seconds(self.end, "end")
+        for f in fields(self):
+            if f.type in _SCALARS:
+                setattr(self, f.name, _scalar(f.name, getattr(self, f.name), f.type))
         # Python callers may pass one value, or a comma-separated string, for a tuple option
         for name, kind in (("temporal_frames", int), ("content_layers", str),
                            ("style_layers", str), ("style_layer_weights", float),
@@ -122,7 +157,7 @@ class Options:
             value = getattr(self, name)
             if isinstance(value, str):
                 value = [v.strip() for v in value.split(",") if v.strip()]
-            elif value is not None and not isinstance(value, (list, tuple)):
+            elif value is not None and not isinstance(value, (list, tuple, np.ndarray)):
                 value = [value]
             if value is not None:
                 try:
@@ -135,6 +170,11 @@ class Options:
                 setattr(self, name, converted)
 
     def replace(self, **changes) -> "Options":
+        for name in changes:
+            if name not in self.__dataclass_fields__:
+                close = difflib.get_close_matches(name, self.__dataclass_fields__, 1)
+                raise TypeError(f"unknown option {name!r}" + (f": did you mean {close[0]!r}?"
+                                                            if close else ""))
         return replace(self, **changes)
 
     @property
@@ -244,9 +284,7 @@ class Options:
                 self.temporal_weight == 0:
             ignored.append("--temporal-frames (--temporal-weight 0 turns the temporal loss off)")
         for what in ignored:
-            if what not in _SAID:  # validate runs once per run, and per job in a batch
-                _SAID.add(what)
-                warnings.warn(f"ignored: {what}", VStyleWarning, stacklevel=3)
+            warn(f"ignored: {what}")
 
     def result_key(self) -> dict:
         """The options that change the stylized frames (for resuming a run safely)."""

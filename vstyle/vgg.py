@@ -6,13 +6,12 @@ import contextlib
 import os
 import pickle
 import sys
-import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .errors import VStyleError, VStyleWarning, plural
+from .errors import VStyleError, plural, warn
 
 # torchvision's ImageNet normalization: its VGG19 expects RGB in [0, 1] normalized this way.
 MEAN = (0.485, 0.456, 0.406)
@@ -44,8 +43,8 @@ def checkpoint_path() -> Path:
 def load_features(weights: str, seed: int = 0) -> nn.Sequential:
     """vgg19().features with weights from 'imagenet' (torchvision's cache), 'random' or a file."""
     if weights == "random":
-        warnings.warn("random VGG19 weights: the mechanics run, but the result will not look "
-                      "like the style (use --weights imagenet for real results)", VStyleWarning)
+        warn("random VGG19 weights: the mechanics run, but the result will not look "
+             "like the style (use --weights imagenet for real results)")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return vgg19_features(init=True)

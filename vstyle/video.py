@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import queue
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -11,7 +12,6 @@ from contextlib import closing
 from itertools import chain
 import threading
 import time
-import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -22,7 +22,7 @@ from torch import nn
 
 from . import media, metrics
 from .colors import keep_chroma, match_colors
-from .errors import VStyleError, VStyleWarning
+from .errors import VStyleError, warn
 from .flow import FlowEstimator, Warp, beside_optimizer
 from .optimize import FrameStats, Stylizer, TemporalTarget, resize_tensor, to_image, to_tensor
 from .options import Options
@@ -32,32 +32,84 @@ from .workdir import VERSION, WorkDir, file_hash, fingerprint, write_atomic
 
 @dataclass
 class Event:
-    """Progress leaves the library as events; the caller decides how to show them."""
-    kind: str  # "start" | "step" | "frame" | "encode" | "notice"
-    frame: int = 0  # 1-based
+    """Progress leaves the library as events, to `on_event`; the caller decides how to show them.
+
+    kind           when                                  fields set
+    "notice"       news for the user (resuming, ...)     message
+    "start"        the frame loop begins                 n_frames; frame: frames already done
+                                                         (reused from an interrupted run)
+    "frame_start"  a frame begins                        frame (1-based), n_frames
+    "step"         an optimizer iteration ends           frame, n_frames, iteration,
+                                                         max_iterations, loss
+    "frame"        a frame is finished and saved         frame, n_frames, stats
+    "encode"       all frames done, writing the output   n_frames, message (the output's path)
+
+    A progress bar counts "frame" events (a frame that repeats the one before is copied, with
+    no "step" events). The first frame runs up to first_iterations at each of `scales` sizes,
+    and its "step" events count across them.
+    """
+    kind: str
+    frame: int = 0
     n_frames: int = 0
     iteration: int = 0
     max_iterations: int = 0
     loss: float = float("nan")
     message: str = ""
-    stats: FrameStats | None = None
+    stats: FrameStats | None = None  # iterations, seconds, loss and its unweighted parts
 
 
 OnEvent = Callable[[Event], None]
 
 
-class Interrupted(VStyleError):
-    """Ctrl-C or SIGTERM: the finished frames are kept in the work folder."""
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during a run: the finished frames are kept in the work folder, and
+    the same call resumes from them. A KeyboardInterrupt, so that `except Exception` in a
+    caller's loop over clips does not swallow it."""
 
 
 @dataclass
 class RunResult:
+    """What `stylize` did.
+
+    frames: one dict per frame, from the work folder's records: frame (1-based), iterations,
+    seconds, loss, parts (the unweighted content, style, tv and temporal losses), repeat (True
+    where the frame was copied from the one before) and, with a flow warm start,
+    warping_error and input_warping_error (from the frame before to this one).
+    consistency: the clip's masked warping error (Lai et al. 2018) -- warping_error,
+    input_warping_error, ratio, pairs -- or None where it was not measured (no flow warm
+    start and no report, or a single frame).
+    """
     output: Path
     n_frames: int
     reused: int  # frames taken from an earlier, interrupted run
     seconds: float
-    frames: list[dict] = field(default_factory=list)  # per-frame stats
+    frames: list[dict] = field(default_factory=list)
     consistency: dict | None = None
+
+
+def resolve_options(options: Options | None, values: dict) -> Options:
+    """The run's options: `options` with the keyword values on top, checked."""
+    if options is not None and not isinstance(options, Options):
+        raise TypeError(f"options must be a vstyle.Options, not {type(options).__name__} (or "
+                        "pass them as keywords: size=256, iterations=50)")
+    return (options or Options()).replace(**values).validate()
+
+
+def style_list(styles) -> list:
+    """One style or several: a list or tuple of them, or a single path, array or image."""
+    styles = list(styles) if isinstance(styles, (list, tuple)) else [styles]
+    if not styles:
+        raise VStyleError("no style image given: pass at least one painting")
+    return styles
+
+
+def style_paths_of(styles) -> list[Path]:
+    """stylize's style images: paths (it names outputs and resumes by them)."""
+    for style in (styles := style_list(styles)):
+        if not isinstance(style, (str, os.PathLike)):
+            raise VStyleError(f"a style of type {type(style).__name__}: stylize takes image "
+                              "paths (stylize_image also takes arrays)")
+    return [Path(s) for s in styles]
 
 
 def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str | Path],
@@ -66,17 +118,30 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
             work_dir: str | Path | None = None, keep_work: bool = False,
             restart: bool = False, frame_range: tuple[int, int] | None = None,
             **option_values) -> RunResult:
-    """Stylize a video, GIF, image folder or still image into `output` (.gif, .mp4, folder, image).
+    """Stylize a video, GIF, WebP, image folder or still image into `output`, and return a
+    RunResult (frames, time, consistency figures).
 
-    Options come as an `Options` or as keyword arguments (`size=256, iterations=50`, ...).
-    `frame_range` (start, end) stylizes only those frames, as a clip of their own (a chunk).
-    `input` may be a `media.Source` already probed (a batch probes each input once).
+    input: the path of the clip, folder or image. styles: one image path or several (blended,
+    see style_blend). output: .gif, .mp4, .webp, a folder (PNG frames) or .png/.jpg for a
+    still; None writes <input>-<style> beside the input, in the input's kind.
+    options: an `Options`, and/or its fields as keywords (`size=256, iterations=50`, ...);
+    help(vstyle.Options) and the README's option table say what each does.
+    on_event: called with each `Event` (progress; see help(vstyle.Event)); nothing is printed.
+    report: also write the per-frame stats and the consistency figures to this JSON file.
+    work_dir: where finished frames are kept while running (default: a hidden folder beside
+    the output); an interrupted run resumes from it when called again the same way, unless
+    restart=True. keep_work keeps it after success.
+    frame_range (start, end): only those frames, as a clip of their own (a batch's chunk).
+
+    Raises VStyleError (one line: the problem and the fix) for bad input, and Interrupted (a
+    KeyboardInterrupt) on Ctrl-C, with the finished frames kept.
     """
-    options = (options or Options()).replace(**option_values).validate()
+    options = resolve_options(options, option_values)
     emit = on_event or (lambda event: None)
-    style_paths = [Path(styles)] if isinstance(styles, (str, Path)) else [Path(s) for s in styles]
-    if not style_paths:
-        raise VStyleError("no style image given: pass at least one painting")
+    style_paths = style_paths_of(styles)
+    if not isinstance(input, (str, os.PathLike, media.Source)):
+        raise VStyleError(f"an input of type {type(input).__name__}: stylize takes the path of "
+                          "a video, GIF, folder or image (stylize_image takes arrays)")
     device = resolve_device(options.device)  # a missing GPU is known before anything is decoded
     source = (input if isinstance(input, media.Source)
               else media.open_source(input, options.max_frames, options.fps, options.start,
@@ -271,7 +336,7 @@ def stylize_frames(frames: Iterator[Prepared], n: int, style_images: list[np.nda
                 if t == work.done - 1:
                     last = finished_stats(work, t)
                 continue
-            emit(Event("frame", frame=t + 1, n_frames=n))
+            emit(Event("frame_start", frame=t + 1, n_frames=n))
             if frame.repeat:
                 # the same picture gets the same painting: a held frame, or --fps above the
                 # clip's rate; painted again it would differ a little, and cost a frame's time
@@ -316,10 +381,7 @@ def stylize_one(t: int, n: int, frame: Prepared, stylizer: Stylizer,
     device = stylizer.device
     content = to_tensor(frame.content, device)
 
-    def on_step(i: int, max_i: int, loss: float):
-        emit(Event("step", frame=t + 1, n_frames=n, iteration=i, max_iterations=max_i,
-                   loss=loss))
-
+    on_step = step_events(emit, t + 1, n)
     if t == 0:
         return first_frame(stylizer, content, options, size, on_step)
     init, temporal = warm_start(frame.content, earlier, frame.warps, options, device)
@@ -339,6 +401,12 @@ def save_frame(work: WorkDir, t: int, image: np.ndarray, record: dict, frame: Pr
             metrics.pair_error(frame.warps[1], previous, image)
         record["input_warping_error"] = frame.input_error
     work.save(t, image, record)
+
+
+def step_events(emit: OnEvent, frame: int, n_frames: int) -> Callable[[int, int, float], None]:
+    """The optimizer's progress (iteration, of how many, loss) as "step" events."""
+    return lambda i, max_i, loss: emit(Event("step", frame=frame, n_frames=n_frames, iteration=i,
+                                             max_iterations=max_i, loss=loss))
 
 
 def first_frame(stylizer: Stylizer, content: torch.Tensor, options: Options,
@@ -534,13 +602,12 @@ def fit_style(style: np.ndarray, options: Options, frame_size: tuple[int, int],
         long_side = max(long_side, needed)
     size = media.fit_size((w, h), long_side)
     if size[0] * size[1] > 16 * w * h:  # over 4x each way: its strokes are a blur
-        warnings.warn(f"a style image of {w}x{h} px is enlarged to {size[0]}x{size[1]} for "
-                      "this run: its texture will be blurred; use a larger painting or a "
-                      "smaller --style-size", VStyleWarning, stacklevel=2)
+        warn(f"a style image of {w}x{h} px is enlarged to {size[0]}x{size[1]} for "
+             "this run: its texture will be blurred; use a larger painting or a "
+             "smaller --style-size")
     elif min(w, h) * long_side / max(w, h) < 11:  # its short side raised to 16: over 1.45x
-        warnings.warn(f"a style image of {w}x{h} px is stretched to {size[0]}x{size[1]} (VGG19 "
-                      "needs 16 px a side): use a less narrow painting or a larger --style-size",
-                      VStyleWarning, stacklevel=2)
+        warn(f"a style image of {w}x{h} px is stretched to {size[0]}x{size[1]} (VGG19 "
+             "needs 16 px a side): use a less narrow painting or a larger --style-size")
     style = media.resize(style, size)
     return match_colors(style, first_content) if options.preserve_colors else style
 
@@ -588,24 +655,29 @@ def _json_safe(value):
     return value
 
 
-def stylize_image(content: np.ndarray, styles: np.ndarray | str | Path | Sequence,
-                  options: Options | None = None, **option_values) -> np.ndarray:
-    """One image: RGB uint8 (H, W, 3) in (greys, RGBA, floats in [0, 1] and 16-bit arrays are
-    converted), stylized RGB uint8 out, at options.size. Content and styles: arrays or image
-    paths."""
-    options = (options or Options()).replace(**option_values).validate()
-    styles = [styles] if isinstance(styles, (np.ndarray, str, Path)) else list(styles)
-    if not styles:
-        raise VStyleError("no style image given: pass at least one painting")
-    content = media.load_image(content, "content image") if isinstance(content, (str, Path)) \
-        else media.as_rgb(content, "content")
-    styles = [media.load_image(s) if isinstance(s, (str, Path)) else media.as_rgb(s, "style")
-              for s in styles]
+def stylize_image(content, styles, options: Options | None = None, *,
+                  on_event: OnEvent | None = None, **option_values) -> np.ndarray:
+    """One image, stylized: RGB uint8 (H, W, 3) out, at options.size (long side).
+
+    content and styles (one or a list): numpy arrays -- RGB uint8, or greys, RGBA (on white),
+    floats in [0, 1], 16-bit levels --, Pillow images or image paths. Options as for
+    `stylize`; the video ones do nothing here. on_event gets "start", "frame_start", "step"
+    and "frame" events (see help(vstyle.Event)). Raises VStyleError for bad input.
+    """
+    options = resolve_options(options, option_values)
+    emit = on_event or (lambda event: None)
+    content = media.load_image(content, "content image") \
+        if isinstance(content, (str, os.PathLike)) else media.as_rgb(content, "content")
+    styles = [media.load_image(s) if isinstance(s, (str, os.PathLike))
+              else media.as_rgb(s, "style") for s in style_list(styles)]
     size = media.frame_size((content.shape[1], content.shape[0]), options.size)
     content = media.resize(content, size)
     stylizer = Stylizer([fit_style(s, options, size, content) for s in styles], options)
     x = to_tensor(content, stylizer.device)
     stylizer.calibrate(x, stylizer.initial(x))
-    result, _ = first_frame(stylizer, x, options, size, None)
+    emit(Event("start", n_frames=1))
+    emit(Event("frame_start", frame=1, n_frames=1))
+    result, stats = first_frame(stylizer, x, options, size, step_events(emit, 1, 1))
+    emit(Event("frame", frame=1, n_frames=1, stats=stats))
     image = to_image(result)
     return keep_chroma(image, content) if options.preserve_colors else image

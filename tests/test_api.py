@@ -1,0 +1,107 @@
+"""The Python API as a script or a notebook uses it: option values of the wrong type, events
+for a progress bar of one's own, Ctrl-C in a loop over clips, warnings that point at the
+caller, and the types each function takes."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import vstyle
+from conftest import frames
+
+TINY = dict(size=32, iterations=3, first_iterations=4, min_iterations=0, weights="random")
+
+
+@pytest.mark.parametrize("values, says", [
+    (dict(size="256"), "size='256': pass a whole number"),
+    (dict(size=2.5), "size=2.5: pass a whole number"),
+    (dict(style_weight="1e4"), "style_weight='1e4': pass a number"),
+    (dict(tol=None), "tol=None: pass a number"),
+    (dict(preserve_colors="no"), "preserve_colors='no': pass True or False"),  # "no" is truthy
+    (dict(weights=None), "weights=None: pass a string")])
+def test_an_option_of_the_wrong_type_is_refused_by_name(values, says):
+    with pytest.raises(vstyle.VStyleError, match=f"^{re.escape(says)}$"):
+        vstyle.Options(**values)
+    with pytest.raises(vstyle.VStyleError, match=re.escape(says)):
+        vstyle.stylize_image(frames(1)[0], frames(1)[0], **{**TINY, **values})
+
+
+def test_numpy_numbers_and_whole_floats_are_taken_as_python_ones():
+    o = vstyle.Options(size=np.int64(48), style_weight=np.float32(2), iterations=30.0,
+                       loop=np.bool_(True), style_blend=np.array([0.7, 0.3]))
+    assert (o.size, o.style_weight, o.iterations, o.loop, o.style_blend) == (48, 2.0, 30, True,
+                                                                            (0.7, 0.3))
+    assert [type(v) for v in (o.size, o.style_weight, o.iterations, o.loop)] == \
+        [int, float, int, bool]
+    o.validate()  # the size check counts bits of an int: a numpy int had none
+
+
+def test_an_unknown_option_or_a_dict_for_options_is_a_type_error_that_says_so(tmp_path):
+    with pytest.raises(TypeError, match="unknown option 'iteration': did you mean 'iterations'"):
+        vstyle.stylize_image(frames(1)[0], frames(1)[0], iteration=3)
+    with pytest.raises(TypeError, match=r"options must be a vstyle.Options, not dict \(or pass "
+                                        "them as keywords"):
+        vstyle.stylize(tmp_path / "clip.mp4", tmp_path / "style.png", None, {"size": 32})
+
+
+def test_stylize_says_it_takes_paths_where_an_array_is_given(clip, style, tmp_path):
+    with pytest.raises(vstyle.VStyleError, match="a style of type ndarray: stylize takes image "
+                                                 r"paths \(stylize_image also takes arrays\)"):
+        vstyle.stylize(clip, frames(1)[0], tmp_path / "out.gif", **TINY)
+    with pytest.raises(vstyle.VStyleError, match="an input of type NoneType: stylize takes the "
+                                                 "path of a video"):
+        vstyle.stylize(None, style, tmp_path / "out.gif", **TINY)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "style.png"]
+
+
+def test_events_tell_frames_apart_from_their_start_and_count_each_frame_once(clip, style,
+                                                                              tmp_path):
+    events = []
+    vstyle.stylize(clip, style, tmp_path / "out.gif", max_frames=3, on_event=events.append,
+                   **TINY)
+    kinds = [e.kind for e in events if e.kind != "step"]
+    assert kinds == ["start", "frame_start", "frame", "frame_start", "frame", "frame_start",
+                     "frame", "encode"]
+    done = [e for e in events if e.kind == "frame"]
+    assert [e.frame for e in done] == [1, 2, 3] and all(e.stats.iterations for e in done)
+    steps = [e for e in events if e.kind == "step" and e.frame == 1]
+    assert [e.iteration for e in steps] == list(range(1, len(steps) + 1))
+
+
+def test_stylize_image_reports_progress_and_takes_pillow_images():
+    content = Image.fromarray(frames(1)[0])
+    palette = Image.fromarray(frames(1)[0][::-1]).convert("P")  # its array holds indices
+    events = []
+    image = vstyle.stylize_image(content, palette, on_event=events.append, **TINY)
+    assert image.shape == (24, 32, 3) and image.dtype == np.uint8
+    assert [e.kind for e in events if e.kind != "step"] == ["start", "frame_start", "frame"]
+    steps = [e.iteration for e in events if e.kind == "step"]
+    assert steps and steps == list(range(1, len(steps) + 1))
+    assert events[-1].stats.iterations == len(steps)
+
+
+def test_ctrl_c_is_not_swallowed_by_a_loop_that_catches_exception(clip, style, tmp_path):
+    def stop(event):
+        if event.kind == "frame":
+            raise KeyboardInterrupt
+    went_on = []
+    with pytest.raises(vstyle.Interrupted, match="1 of 3 frames are kept"):
+        for out in ("a.gif", "b.gif"):
+            try:
+                vstyle.stylize(clip, style, tmp_path / out, max_frames=3, on_event=stop, **TINY)
+            except Exception:  # a script's "log it and go on to the next clip"
+                went_on.append(out)
+    assert went_on == []
+
+
+def test_warnings_point_at_the_callers_line(recwarn):
+    vstyle.stylize_image(frames(1)[0], np.zeros((4, 4, 3), np.uint8), **TINY)
+    said = [w for w in recwarn if issubclass(w.category, vstyle.VStyleWarning)]
+    assert {w.message.args[0].split(":")[0] for w in said} >= {"random VGG19 weights",
+                                                                "a style image of 4x4 px is "
+                                                                "enlarged to 32x32 for this run"}
+    assert {w.filename for w in said} == {__file__}
