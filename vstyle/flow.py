@@ -109,7 +109,10 @@ def make_warp(backward: np.ndarray, forward: np.ndarray) -> Warp:
     gy = cv2.Sobel(fwd_at, cv2.CV_32F, 0, 1, ksize=1, scale=0.5)
     grad2 = gx * gx + gy * gy
     boundary = grad2[..., 0] + grad2[..., 1] > 0.01 * fwd2 + 0.002
-    outside = (map_x < 0) | (map_x > w - 1) | (map_y < 0) | (map_y > h - 1)
+    # a pixel spans half a pixel either side of its centre: a source within that of the edge
+    # is the edge pixel itself (DIS finds hundredths of a pixel on a still shot's noise, and
+    # counted as new ground the frame's border ring was repainted every frame)
+    outside = (map_x < -0.5) | (map_x > w - 0.5) | (map_y < -0.5) | (map_y > h - 0.5)
     filled = ~(occluded | outside)
     reliable = filled & ~boundary
     return Warp(map_x, map_y, reliable.astype(np.float32), filled.astype(np.float32))
