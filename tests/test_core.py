@@ -13,7 +13,7 @@ from torchvision import models
 import vstyle
 from conftest import frames
 from vstyle import VStyleError, losses, media
-from vstyle.flow import FlowEstimator, Warp
+from vstyle.flow import FlowEstimator, Warp, make_warp
 from vstyle.optimize import CapturedStep, FrameInputs, Stylizer, to_tensor
 from vstyle.options import Options
 from vstyle.video import fresh_mask, warm_start
@@ -231,6 +231,30 @@ def test_a_still_shot_has_no_new_ground(seed):
             for _ in range(2))
     warp = FlowEstimator("dis").warp(a, b)
     assert warp.filled.all() and warp.reliable.all()
+
+
+def test_pixels_the_flows_disagree_on_are_new_ground_only_where_the_picture_changed():
+    # In a flat sky or wall any small motion fits, and DIS's forward and backward guesses
+    # disagree: the consistency check calls such pixels occluded. Where frame t-1 carried along
+    # the flow still shows frame t's picture, the painting is carried, not restarted from the
+    # content; where the picture differs, the pixel is new ground. Made-up flows that disagree
+    # everywhere (both 1 px right: they should cancel); the held mask stays the check's.
+    h, w = 24, 32
+    backward = np.zeros((h, w, 2), np.float32)
+    backward[..., 0] = 1.0
+    forward = backward.copy()
+    rng = np.random.default_rng(0)
+    prev = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    check_only = make_warp(backward, forward)
+    assert not check_only.filled.any() and not check_only.reliable.any()
+    noise = rng.integers(-3, 4, (h, w, 3))
+    cur = np.clip(check_only.apply(prev) + noise, 0, 255).astype(np.uint8)  # the same picture
+    same = make_warp(backward, forward, prev, cur)
+    assert same.filled[:, :-1].all() and not same.filled[:, -1].any()  # the last column: outside
+    cur[8:16, 8:16] = 255 - cur[8:16, 8:16]  # a changed picture: new ground
+    changed = make_warp(backward, forward, prev, cur)
+    assert not changed.filled[8:16, 8:16].any() and changed.filled[:4, :-1].all()
+    assert not same.reliable.any() and not changed.reliable.any()
 
 
 def test_carrying_a_result_along_the_flow_keeps_its_strokes_sharp():

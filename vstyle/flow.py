@@ -51,7 +51,7 @@ class FlowEstimator:
         g_prev, g_cur = grey(prev), grey(cur)
         backward = self(g_cur, g_prev)  # t -> t-1: where each pixel of t came from
         forward = self(g_prev, g_cur)  # t-1 -> t
-        return make_warp(backward, forward)
+        return make_warp(backward, forward, prev, cur)
 
 
 @contextmanager
@@ -85,7 +85,13 @@ def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     return xs, ys
 
 
-def make_warp(backward: np.ndarray, forward: np.ndarray) -> Warp:
+# How far (levels 0-255, the largest channel's difference, averaged over 3x3) frame t-1 carried
+# along the flow may miss frame t and still show the same picture: a camera's noise.
+SAME_PICTURE = 6.0
+
+
+def make_warp(backward: np.ndarray, forward: np.ndarray, prev: np.ndarray | None = None,
+              cur: np.ndarray | None = None) -> Warp:
     """Sampling maps from the backward flow, and Ruder et al.'s reliability mask.
 
     A pixel is unreliable where the backward flow w and the forward flow w^ at the point it
@@ -93,6 +99,9 @@ def make_warp(backward: np.ndarray, forward: np.ndarray) -> Warp:
     matched), at motion boundaries (|grad w^|^2 > 0.01 |w^|^2 + 0.002), and where it comes from
     outside the previous frame. `filled` leaves out only the first and the last: at a motion
     boundary the carried picture is still the best starting point, just not a firm target.
+    Given the RGB frames, `filled` also keeps the pixels the two flows disagree on where frame
+    t-1 carried along the flow still shows frame t's picture: in a flat sky or wall any small
+    motion fits, DIS's two guesses differ, and the pixels are not new ground.
     """
     # Per channel and with OpenCV where it can: this runs for every frame, beside the optimizer
     # (4x faster than whole-array numpy at 512 px, the same masks).
@@ -113,6 +122,10 @@ def make_warp(backward: np.ndarray, forward: np.ndarray) -> Warp:
     # is the edge pixel itself (DIS finds hundredths of a pixel on a still shot's noise, and
     # counted as new ground the frame's border ring was repainted every frame)
     outside = (map_x < -0.5) | (map_x > w - 0.5) | (map_y < -0.5) | (map_y > h - 0.5)
+    reliable = ~(occluded | outside | boundary)  # the issue's mask, and the metric's
+    if prev is not None:
+        carried = cv2.remap(prev, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        miss = cv2.blur(cv2.absdiff(carried, cur).max(axis=2).astype(np.float32), (3, 3))
+        occluded &= miss > SAME_PICTURE
     filled = ~(occluded | outside)
-    reliable = filled & ~boundary
     return Warp(map_x, map_y, reliable.astype(np.float32), filled.astype(np.float32))
