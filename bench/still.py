@@ -60,6 +60,7 @@ def main() -> None:
     parser.add_argument("--style-weight", type=float, default=1e5)
     parser.add_argument("--weights", default="random")
     parser.add_argument("--style", type=Path, default=ROOT / "samples" / "style.jpg")
+    parser.add_argument("--modes", default=",".join(MODES), help="warm starts, comma-separated")
     args = parser.parse_args()
     warnings.simplefilter("ignore", vstyle.VStyleWarning)
     settings = dict(size=args.size, iterations=args.iterations,
@@ -76,7 +77,7 @@ def main() -> None:
         print(f"\n| warm start | change a frame | first to last | it/frame | s/frame |")
         print(f"|---|---|---|---|---|")
         print(f"| (the input) | {floor:.2f} | | | |")
-        for mode in MODES:
+        for mode in args.modes.split(","):
             out = Path(tmp) / mode
             start = time.perf_counter()
             result = vstyle.stylize(clip, args.style, out, warm_start=mode, **settings)

@@ -5,6 +5,7 @@ caller, and the types each function takes."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,3 +106,29 @@ def test_warnings_point_at_the_callers_line(recwarn):
                                                                 "a style image of 4x4 px is "
                                                                 "enlarged to 32x32 for this run"}
     assert {w.filename for w in said} == {__file__}
+
+
+def test_stylize_image_says_which_options_it_ignores():
+    with pytest.warns(vstyle.VStyleWarning, match=r"ignored by stylize_image: iterations, "
+                                                  r"compare \(one image is painted once, from "
+                                                  "scratch: first_iterations sets its"):
+        vstyle.stylize_image(frames(1)[0], frames(1)[0], compare=True,
+                             **{**TINY, "iterations": 50})
+
+
+def test_one_frame_says_iterations_is_ignored(clip, style, tmp_path):
+    # frame 1 has no warm start: --first-iterations sets it, --iterations only later frames
+    with pytest.warns(vstyle.VStyleWarning, match=r"one frame: --iterations 3 is not used \(a "
+                                                  "single frame is painted from scratch"):
+        vstyle.stylize(clip, style, tmp_path / "look.png", max_frames=1, **TINY)
+    assert (tmp_path / "look.png").exists()
+
+
+def test_huge_numbers_empty_pillow_images_and_path_weights():
+    with pytest.raises(vstyle.VStyleError, match="--size must be at most 8192"):
+        vstyle.Options(size=10 ** 400).validate()
+    with pytest.raises(vstyle.VStyleError, match=r"style_weight=1000.*: too large"):
+        vstyle.Options(style_weight=10 ** 400)
+    with pytest.raises(vstyle.VStyleError, match=r"content is an empty image \(0x0 px\)"):
+        vstyle.stylize_image(Image.new("RGB", (0, 0)), frames(1)[0], **TINY)
+    assert vstyle.Options(weights=Path("vgg19.pth")).weights == "vgg19.pth"

@@ -52,9 +52,9 @@ def test_flow_runs_on_one_opencv_thread_beside_a_cpu_optimizer(clip, style, tmp_
     seen = []
     original = FlowEstimator.warp
 
-    def spy(self, prev, cur):
+    def spy(self, prev, cur, **kwargs):
         seen.append(cv2.getNumThreads())
-        return original(self, prev, cur)
+        return original(self, prev, cur, **kwargs)
     monkeypatch.setattr(FlowEstimator, "warp", spy)
     before = cv2.getNumThreads()
     cv2.setNumThreads(2)  # a pool to give back, even on a one-core machine
@@ -382,7 +382,8 @@ def test_a_repeated_picture_is_copied_not_painted_again(style, tmp_path, monkeyp
         iio.imwrite(folder / f"{i}.png", image)
     flows = []
     warp = FlowEstimator.warp
-    monkeypatch.setattr(FlowEstimator, "warp", lambda *args: flows.append(1) or warp(*args))
+    monkeypatch.setattr(FlowEstimator, "warp", lambda *args, **kwargs: flows.append(1) or
+                        warp(*args, **kwargs))
     result = vstyle.stylize(folder, style, tmp_path / "out", **TINY)
     assert [f["iterations"] > 0 for f in result.frames] == [True, True, False, True]
     assert [f.get("repeat", False) for f in result.frames] == [False, False, True, False]

@@ -46,12 +46,13 @@ class FlowEstimator:
             return self._dis.calc(src, dst, None)
         return cv2.calcOpticalFlowFarneback(src, dst, None, 0.5, 4, 15, 3, 5, 1.1, 0)
 
-    def warp(self, prev: np.ndarray, cur: np.ndarray) -> Warp:
-        """The warp from RGB frame `prev` (t-1) to `cur` (t), with its reliability mask."""
+    def warp(self, prev: np.ndarray, cur: np.ndarray, fill: bool = False) -> Warp:
+        """The warp from RGB frame `prev` (t-1) to `cur` (t), with its reliability mask; with
+        `fill`, `filled` also looks at the pictures (only the warm start's own warp uses it)."""
         g_prev, g_cur = grey(prev), grey(cur)
         backward = self(g_cur, g_prev)  # t -> t-1: where each pixel of t came from
         forward = self(g_prev, g_cur)  # t-1 -> t
-        return make_warp(backward, forward, prev, cur)
+        return make_warp(backward, forward, *((prev, cur) if fill else ()))
 
 
 @contextmanager

@@ -161,7 +161,13 @@ def as_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:
     with nothing above 255 holds 8-bit levels); other shapes, complex numbers and clearly
     negative values are a VStyleError. A Pillow image is read as an image file is."""
     if isinstance(image, Image.Image):
-        return _to_rgb(image)
+        if 0 in image.size:
+            raise VStyleError(f"{name} is an empty image ({image.width}x{image.height} px): "
+                              "pass a picture")
+        try:
+            return _to_rgb(image)
+        except ValueError as e:  # NaN in a float image
+            raise VStyleError(f"{name}: {e}") from None
     a = np.asarray(image)
     if a.ndim == 0:  # None, a number, a string...
         raise VStyleError(f"{name} is of type {type(image).__name__}, not an image: pass a "

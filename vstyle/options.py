@@ -50,14 +50,19 @@ def _scalar(name: str, value, annotation: str):
         return None
     if kind is bool and isinstance(value, (bool, np.bool_)):
         return bool(value)
-    if kind is str and isinstance(value, str):
-        return value
+    if kind is str and isinstance(value, (str, os.PathLike)):
+        return os.fspath(value)  # weights=Path(...)
     if kind in (int, float) and isinstance(value, numbers.Real) and \
             not isinstance(value, (bool, np.bool_)):
-        if kind is float:
-            return float(value)
-        if float(value).is_integer():  # 32.0 is 32
-            return int(value)
+        if kind is int and isinstance(value, numbers.Integral):
+            return int(value)  # of any size: validate says how large it may be
+        try:
+            if kind is float:
+                return float(value)
+            if float(value).is_integer():  # 32.0 is 32
+                return int(value)
+        except OverflowError:
+            raise VStyleError(f"{name}={value!r}: too large") from None
     wanted = {int: "a whole number", float: "a number", bool: "True or False",
               str: "a string"}[kind]
     raise VStyleError(f"{name}={value!r}: pass {wanted}")

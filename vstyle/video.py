@@ -41,7 +41,8 @@ class Event:
     "frame_start"  a frame begins                        frame (1-based), n_frames
     "step"         an optimizer iteration ends           frame, n_frames, iteration,
                                                          max_iterations, loss
-    "frame"        a frame is finished and saved         frame, n_frames, stats
+    "frame"        a frame is finished (its PNG is       frame, n_frames, stats
+                   being written beside the next one)
     "encode"       all frames done, writing the output   n_frames, message (the output's path)
 
     A progress bar counts "frame" events (a frame that repeats the one before is copied, with
@@ -77,7 +78,8 @@ class RunResult:
     warping_error and input_warping_error (from the frame before to this one).
     consistency: the clip's masked warping error (Lai et al. 2018) -- warping_error,
     input_warping_error, ratio, pairs -- or None where it was not measured (no flow warm
-    start and no report, or a single frame).
+    start and no report, or a single frame; with a report, one frame gives pairs 0 and None
+    figures).
     """
     output: Path
     n_frames: int
@@ -179,6 +181,10 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
             features = load_features(options.weights, options.seed) \
                 if work.done < source.n_frames else None
             emit(Event("start", n_frames=source.n_frames, frame=reused))
+            if features is not None and source.n_frames == 1 and \
+                    options.iterations != Options().iterations:  # said once the run is sure
+                warn(f"one frame: --iterations {options.iterations} is not used (a single frame "
+                     "is painted from scratch: --first-iterations sets its iterations)")
             if features is not None:
                 run_frames(source, style_images, options, size, work, emit, device, features)
                 features = None  # the network's memory is free for the encoding
@@ -533,7 +539,7 @@ def prepare(frames: Iterable[np.ndarray], n: int, options: Options, done: int = 
         if t >= done and flow and item.repeat:
             item.input_error = 0.0  # no motion: no flow to compute
         elif t >= done and flow:
-            item.warps = {j: estimator.warp(history[-j], frame) for j in gaps
+            item.warps = {j: estimator.warp(history[-j], frame, fill=j == 1) for j in gaps
                           if j <= len(history)}
             if 1 in item.warps:
                 item.input_error = metrics.pair_error(item.warps[1], history[-1], frame)
@@ -655,16 +661,26 @@ def _json_safe(value):
     return value
 
 
+# Options that only the frames after the first, or a clip's timing and encoding, use.
+VIDEO_ONLY = ("iterations", "warm_start", "flow", "temporal_weight", "temporal_frames", "loop",
+              "max_frames", "fps", "start", "end", "crf", "gif_dither", "compare")
+
+
 def stylize_image(content, styles, options: Options | None = None, *,
                   on_event: OnEvent | None = None, **option_values) -> np.ndarray:
     """One image, stylized: RGB uint8 (H, W, 3) out, at options.size (long side).
 
     content and styles (one or a list): numpy arrays -- RGB uint8, or greys, RGBA (on white),
     floats in [0, 1], 16-bit levels --, Pillow images or image paths. Options as for
-    `stylize`; the video ones do nothing here. on_event gets "start", "frame_start", "step"
-    and "frame" events (see help(vstyle.Event)). Raises VStyleError for bad input.
+    `stylize`; first_iterations sets the iterations, and the VIDEO_ONLY ones are warned of.
+    on_event gets "start", "frame_start", "step" and "frame" events (see help(vstyle.Event)).
+    Raises VStyleError for bad input.
     """
     options = resolve_options(options, option_values)
+    default = Options()
+    if moot := [name for name in VIDEO_ONLY if getattr(options, name) != getattr(default, name)]:
+        warn(f"ignored by stylize_image: {', '.join(moot)} (one image is painted once, from "
+             "scratch: first_iterations sets its iterations)")
     emit = on_event or (lambda event: None)
     content = media.load_image(content, "content image") \
         if isinstance(content, (str, os.PathLike)) else media.as_rgb(content, "content")
