@@ -52,7 +52,7 @@ class FlowEstimator:
         g_prev, g_cur = grey(prev), grey(cur)
         backward = self(g_cur, g_prev)  # t -> t-1: where each pixel of t came from
         forward = self(g_prev, g_cur)  # t-1 -> t
-        return make_warp(backward, forward, *((prev, cur) if fill else ()))
+        return make_warp(backward, forward, prev if fill else None, cur if fill else None)
 
 
 @contextmanager

@@ -270,23 +270,27 @@ class Options:
         self._warn_ignored()
         return self
 
+    def changed(self, *names: str) -> list[str]:
+        """Those of the named options set to other than their defaults."""
+        default = Options.__dataclass_fields__
+        return [name for name in names if getattr(self, name) != default[name].default]
+
     def _warn_ignored(self) -> None:
         """Options that another one makes moot: said, not silently dropped."""
-        ignored, default = [], Options.__dataclass_fields__
+        ignored = []
         if self.style_size is not None and self.style_scale != 1.0:
             ignored.append("--style-scale (--style-size sets the style's size)")
-        if self.iterations < self.min_iterations != default["min_iterations"].default:
+        if self.iterations < self.min_iterations and self.changed("min_iterations"):
             ignored.append(f"--min-iterations {self.min_iterations} on the frames after the "
                            f"first (--iterations {self.iterations} ends them first)")
         # --loop's pull towards frame 1 is weighed by --temporal-weight in every warm start
-        temporal = [f"--{name.replace('_', '-')}" for name in ("temporal_weight", "temporal_frames")
-                    if getattr(self, name) != default[name].default
-                    and not (name == "temporal_weight" and self.loop)]
+        temporal = [f"--{name.replace('_', '-')}"
+                    for name in self.changed("temporal_weight", "temporal_frames")
+                    if not (name == "temporal_weight" and self.loop)]
         if self.warm_start != "flow" and temporal:
             ignored.append(f"{' and '.join(temporal)} (the temporal loss follows the optical "
                            "flow: it needs --warm-start flow)")
-        elif self.temporal_frames != default["temporal_frames"].default and \
-                self.temporal_weight == 0:
+        elif self.changed("temporal_frames") and self.temporal_weight == 0:
             ignored.append("--temporal-frames (--temporal-weight 0 turns the temporal loss off)")
         for what in ignored:
             warn(f"ignored: {what}")

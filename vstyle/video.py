@@ -182,7 +182,7 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
                 if work.done < source.n_frames else None
             emit(Event("start", n_frames=source.n_frames, frame=reused))
             if features is not None and source.n_frames == 1 and \
-                    options.iterations != Options().iterations:  # said once the run is sure
+                    options.changed("iterations"):  # said once the run is sure to go ahead
                 warn(f"one frame: --iterations {options.iterations} is not used (a single frame "
                      "is painted from scratch: --first-iterations sets its iterations)")
             if features is not None:
@@ -677,8 +677,7 @@ def stylize_image(content, styles, options: Options | None = None, *,
     Raises VStyleError for bad input.
     """
     options = resolve_options(options, option_values)
-    default = Options()
-    if moot := [name for name in VIDEO_ONLY if getattr(options, name) != getattr(default, name)]:
+    if moot := options.changed(*VIDEO_ONLY):
         warn(f"ignored by stylize_image: {', '.join(moot)} (one image is painted once, from "
              "scratch: first_iterations sets its iterations)")
     emit = on_event or (lambda event: None)
