@@ -13,7 +13,7 @@ from torchvision import models
 import vstyle
 from conftest import frames
 from vstyle import VStyleError, losses, media
-from vstyle.flow import FlowEstimator, Warp, make_warp
+from vstyle.flow import Camera, FlowEstimator, Warp, camera_motion, grey, make_warp
 from vstyle.optimize import CapturedStep, FrameInputs, Stylizer, to_tensor
 from vstyle.options import Options
 from vstyle.video import fresh_mask, warm_start
@@ -255,6 +255,64 @@ def test_pixels_the_flows_disagree_on_are_new_ground_only_where_the_picture_chan
     changed = make_warp(backward, forward, prev, cur)
     assert not changed.filled[8:16, 8:16].any() and changed.filled[:4, :-1].all()
     assert not same.reliable.any() and not changed.reliable.any()
+
+
+def textured(rng, h=72, w=96):
+    """A smooth random scene with corners to track (cubic-upscaled noise)."""
+    scene = cv2.resize(rng.integers(0, 256, (h // 6, w // 6, 3)).astype(np.float32), (w, h),
+                       interpolation=cv2.INTER_CUBIC)
+    return np.clip(scene, 0, 255)
+
+
+def test_the_camera_motion_is_found_from_tracked_corners():
+    # Frame t is frame t-1 moved by (2.4, -1.3) px with fresh noise: the fitted motion maps
+    # each pixel of t back to where it was, to hundredths of a pixel, and the whole frame
+    # follows it. A flat frame has no corners to track: no motion is claimed.
+    rng = np.random.default_rng(0)
+    scene = textured(rng)
+    move = np.float32([[1, 0, 2.4], [0, 1, -1.3]])
+    prev = np.clip(scene + rng.normal(0, 2, scene.shape), 0, 255).astype(np.uint8)
+    cur = cv2.warpAffine(scene, move, (96, 72), borderMode=cv2.BORDER_REFLECT)
+    cur = np.clip(cur + rng.normal(0, 2, scene.shape), 0, 255).astype(np.uint8)
+    camera = camera_motion(grey(prev), grey(cur))
+    assert camera is not None
+    assert np.abs(camera.model[:, :2] - np.eye(2)).max() < 0.01
+    assert np.abs(camera.model[:, 2] - [-2.4, 1.3]).max() < 0.05
+    assert camera.share.min() > 0.9
+    flat = np.full((72, 96), 128, np.uint8)
+    assert camera_motion(flat, flat) is None
+
+
+def test_the_painting_follows_the_camera_where_the_picture_agrees():
+    # A still shot on which DIS's made-up flow wanders (a flat sky guessed 2 px off, noise of
+    # tenths of a pixel elsewhere): where the camera's motion (none) shows frame t as well,
+    # the painting is carried along it, not along the wandering flow; a square that really
+    # moved keeps DIS's flow. The metric's map and mask stay DIS's; a camera that too few
+    # corners follow is not used.
+    rng = np.random.default_rng(1)
+    h, w = 48, 64
+    prev = textured(rng, h, w)
+    prev[:12] = 200  # a flat sky
+    cur = np.clip(prev + rng.normal(0, 2, prev.shape), 0, 255)
+    cur[24:36, 24:36] = prev[24:36, 28:40]  # a square that moved 4 px left
+    prev, cur = prev.astype(np.uint8), cur.astype(np.uint8)
+    backward = rng.normal(0, 0.3, (h, w, 2)).astype(np.float32)
+    backward[:12, :, 0] = 2.0
+    backward[24:36, 24:36] = [4.0, 0.0]
+    forward = -backward
+    still = Camera(np.eye(2, 3, dtype=np.float32), np.ones((h, w), np.float32))
+    warp = make_warp(backward, forward, prev, cur, still)
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    on_camera = (warp.carry_x == xs) & (warp.carry_y == ys)
+    assert on_camera[:12].all()  # the sky, whatever DIS guessed
+    assert on_camera.mean() > 0.8
+    assert not on_camera[26:34, 26:34].any()  # the square's inside moved
+    assert np.array_equal(warp.map_x, xs + backward[..., 0])  # the metric's warp is DIS's
+    assert np.array_equal(warp.reliable, make_warp(backward, forward).reliable)
+    assert np.array_equal(warp.carry(prev)[:12], prev[:12])
+    followed_by_few = Camera(still.model, np.full((h, w), 0.5, np.float32))
+    assert np.array_equal(make_warp(backward, forward, prev, cur, followed_by_few).carry_x,
+                          warp.map_x)
 
 
 def test_carrying_a_result_along_the_flow_keeps_its_strokes_sharp():

@@ -533,13 +533,13 @@ def prepare(frames: Iterable[np.ndarray], n: int, options: Options, done: int = 
     for t, frame in enumerate(frames):
         item = Prepared(frame)
         if t >= done and options.loop and t > 0 and t >= n - loop_frames(n):
-            item.loop_warp = estimator.warp(first, frame)
+            item.loop_warp = estimator.warp(first, frame, carry=True)
         item.repeat = bool(history) and item.loop_warp is None and \
             np.array_equal(frame, history[-1])
         if t >= done and flow and item.repeat:
             item.input_error = 0.0  # no motion: no flow to compute
         elif t >= done and flow:
-            item.warps = {j: estimator.warp(history[-j], frame, fill=j == 1) for j in gaps
+            item.warps = {j: estimator.warp(history[-j], frame, carry=True) for j in gaps
                           if j <= len(history)}
             if 1 in item.warps:
                 item.input_error = metrics.pair_error(item.warps[1], history[-1], frame)
