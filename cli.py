@@ -224,11 +224,13 @@ def main_command(
         raise vstyle.VStyleError(f"--report {report} names a folder: give the file's name, e.g. "
                                  f"{Path(report) / 'report.json'}")
     output, report = (Path(output) if output else None), (Path(report) if report else None)
+    typed = [name for name, value in locals().items() if name in SINGLE_ONLY + BATCH_ONLY
+             and value is not None and value is not False]  # given on the command line
     if BATCH:
-        if report or work_dir or keep_work or restart:
-            raise vstyle.VStyleError("--report, --work-dir, --keep-work and --restart are for one "
-                                     "input; vstyle batch resumes each input from its own work "
-                                     "folder in OUTDIR")
+        if refused := [name for name in SINGLE_ONLY if name in typed]:
+            raise vstyle.VStyleError(f"{flags(refused)} {'is' if len(refused) == 1 else 'are'} "
+                                     "for one input; vstyle batch resumes each input from its "
+                                     "own work folder in OUTDIR")
         # the last positionals are the styles: one, or one per --style-blend weight
         given, n = [input, *styles], len(options.style_blend or (1,))
         if len(given) <= n:
@@ -246,8 +248,8 @@ def main_command(
         run_batch(given[:-n], given[-n:], output, options, quiet, workers, ray, ray_address,
                   chunk_frames)
         return
-    if workers is not None or ray or ray_address or chunk_frames:
-        raise vstyle.VStyleError("--workers, --ray, --ray-address and --chunk-frames are for "
+    if refused := [name for name in BATCH_ONLY if name in typed]:
+        raise vstyle.VStyleError(f"{flags(refused)} {'is' if len(refused) == 1 else 'are'} for "
                                  "`vstyle batch INPUTS... STYLE -o OUTDIR`")
     with ProgressView(quiet, options) as view:
         try:
@@ -529,6 +531,16 @@ SINGLE_ONLY = ("report", "work_dir", "keep_work", "restart")  # vstyle batch ref
 BATCH_ONLY = ("workers", "ray", "ray_address", "chunk_frames")  # one input refuses these
 
 
+def flag(name: str) -> str:
+    return f"--{name.replace('_', '-')}"
+
+
+def flags(names: list[str]) -> str:
+    """["work_dir", "restart"] -> "--work-dir and --restart"."""
+    named = [flag(name) for name in names]
+    return named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
+
+
 def read_as(batch: bool) -> None:
     """The command's help and usage for `vstyle batch` (True) or `vstyle` (False)."""
     app.registered_commands[0].help = BATCH_HELP if batch else HELP
@@ -567,8 +579,7 @@ def main() -> None:
                 isinstance(getattr(e, "exit_code", None), int):
             # one line, as for every other error (click's own is a four-line box); no
             # "did you mean" an option this command hides
-            hidden = {f"--{name.replace('_', '-')}" for name in
-                      (SINGLE_ONLY if BATCH else BATCH_ONLY)}
+            hidden = {flag(name) for name in (SINGLE_ONLY if BATCH else BATCH_ONLY)}
             if getattr(e, "possibilities", None):
                 e.possibilities = [p for p in e.possibilities if p not in hidden]
             command = "vstyle batch" if BATCH else "vstyle"

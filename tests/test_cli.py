@@ -628,9 +628,20 @@ def test_batch_refuses_a_file_name_for_its_folder(clip, style, tmp_path):
 
 
 def test_batch_refuses_options_of_a_single_run(clip, style, tmp_path):
+    # the refusal names the options given, not every one it would refuse
     line = error_line(run_cli("batch", clip, style, "-o", tmp_path / "out", "--restart"))
-    assert "--report, --work-dir, --keep-work and --restart are for one input" in line
-    assert not (tmp_path / "out").exists()
+    assert line.startswith("error: --restart is for one input")
+    line = error_line(run_cli("batch", clip, style, "-o", tmp_path / "out", "--keep-work",
+                              "--report", tmp_path / "r.json"))
+    assert line.startswith("error: --report and --keep-work are for one input")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "r.json").exists()
+
+
+def test_one_input_refuses_options_of_a_batch(clip, style, tmp_path):
+    result = run_cli(clip, style, "-o", tmp_path / "out.gif", "--workers", 0)
+    assert result.returncode == 1
+    assert error_line(result).startswith("error: --workers is for `vstyle batch INPUTS...")
+    assert not (tmp_path / "out.gif").exists()
 
 
 # --- odd but valid inputs ------------------------------------------------------------------------
