@@ -43,7 +43,7 @@ import vstyle
 from vstyle import media
 from vstyle.errors import plural
 from vstyle.media import OUTPUT_EXTS
-from vstyle.options import Options
+from vstyle.options import Options, flag
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
                   context_settings={"help_option_names": ["-h", "--help"]})
@@ -529,10 +529,6 @@ SINGLE_ARGUMENTS = {name: (p.default.metavar, p.default.help)
 
 SINGLE_ONLY = ("report", "work_dir", "keep_work", "restart")  # vstyle batch refuses these
 BATCH_ONLY = ("workers", "ray", "ray_address", "chunk_frames")  # one input refuses these
-
-
-def flag(name: str) -> str:
-    return f"--{name.replace('_', '-')}"
 
 
 def flags(names: list[str]) -> str:

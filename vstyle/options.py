@@ -68,6 +68,11 @@ def _scalar(name: str, value, annotation: str):
     raise VStyleError(f"{name}={value!r}: pass {wanted}")
 
 
+def flag(name: str) -> str:
+    """The command-line flag of an option: style_weight -> --style-weight."""
+    return f"--{name.replace('_', '-')}"
+
+
 def default_weights() -> str:
     """`VSTYLE_WEIGHTS` lets scripts and CI pick the weights without a flag."""
     return os.environ.get("VSTYLE_WEIGHTS", "").strip() or "imagenet"
@@ -191,7 +196,7 @@ class Options:
     def validate(self) -> "Options":
         """Refuse absurd values in one line each, before any work is done."""
         def bad(name: str, why: str):
-            raise VStyleError(f"--{name.replace('_', '-')} {why}")
+            raise VStyleError(f"{flag(name)} {why}")
 
         for name in ("first_iterations", "iterations", "scales"):
             if getattr(self, name) < 1:
@@ -284,8 +289,7 @@ class Options:
             ignored.append(f"--min-iterations {self.min_iterations} on the frames after the "
                            f"first (--iterations {self.iterations} ends them first)")
         # --loop's pull towards frame 1 is weighed by --temporal-weight in every warm start
-        temporal = [f"--{name.replace('_', '-')}"
-                    for name in self.changed("temporal_weight", "temporal_frames")
+        temporal = [flag(name) for name in self.changed("temporal_weight", "temporal_frames")
                     if not (name == "temporal_weight" and self.loop)]
         if self.warm_start != "flow" and temporal:
             ignored.append(f"{' and '.join(temporal)} (the temporal loss follows the optical "

@@ -17,6 +17,7 @@ import numpy as np
 
 from .errors import VStyleError
 from .media import png_bytes
+from .options import flag
 
 VERSION = 2  # bump when old work folders become unusable (2: untagged HD video read as BT.709)
 LOCK = ".lock"  # held by the run using the folder
@@ -51,7 +52,7 @@ def changes(old: dict, new: dict) -> str:
         if a == b:
             continue
         if key == "options" and isinstance(a, dict) and isinstance(b, dict):
-            names += [f"--{o.replace('_', '-')}" for o in sorted(a.keys() | b.keys())
+            names += [flag(o) for o in sorted(a.keys() | b.keys())
                       if a.get(o) != b.get(o)]
         else:
             names.append(MANIFEST_NAMES.get(key, key))
