@@ -13,7 +13,8 @@ from torchvision import models
 import vstyle
 from conftest import frames
 from vstyle import VStyleError, losses, media
-from vstyle.flow import Camera, FlowEstimator, Warp, camera_motion, grey, make_warp
+from vstyle.flow import (Camera, FlowEstimator, Warp, camera_motion, grey, make_warp,
+                         simplest_motion)
 from vstyle.optimize import CapturedStep, FrameInputs, Stylizer, to_tensor
 from vstyle.options import Options
 from vstyle.video import fresh_mask, warm_start
@@ -281,6 +282,32 @@ def test_the_camera_motion_is_found_from_tracked_corners():
     assert camera.share.min() > 0.9
     flat = np.full((72, 96), 128, np.uint8)
     assert camera_motion(flat, flat) is None
+    # a still shot: exactly no motion, not an affine map fitted to the noise
+    still = np.clip(scene + rng.normal(0, 2, scene.shape), 0, 255).astype(np.uint8)
+    assert np.array_equal(camera_motion(grey(prev), grey(still)).model, np.eye(2, 3))
+
+
+def test_the_simplest_camera_motion_that_fits_is_kept():
+    # Corners tracked to a few thousandths of a pixel, and a tenth of them thrown off by up
+    # to 0.3 px (what RANSAC keeps): the least-squares affine map follows those few, while
+    # no motion (a still shot) or a shift (a pan) fits the rest exactly. A zoom stays affine.
+    rng = np.random.default_rng(3)
+    here = rng.uniform(0, 96, (100, 2))
+
+    def tracked(there):
+        there = there + rng.normal(0, 0.003, there.shape)
+        there[:10] += rng.uniform(-0.3, 0.3, (10, 2))
+        return there, cv2.estimateAffine2D(here, there)[0]
+
+    there, affine = tracked(here)
+    assert np.abs(affine - np.eye(2, 3)).max() > 1e-4
+    assert np.array_equal(simplest_motion(here, there, affine), np.eye(2, 3))
+    there, affine = tracked(here + [1.3, -0.4])
+    shift = simplest_motion(here, there, affine)
+    assert np.array_equal(shift[:, :2], np.eye(2))
+    assert np.abs(shift[:, 2] - [1.3, -0.4]).max() < 0.002
+    there, affine = tracked(1.02 * here - 1.0)
+    assert simplest_motion(here, there, affine) is affine
 
 
 def test_the_painting_follows_the_camera_where_the_picture_agrees():
