@@ -327,7 +327,8 @@ def test_the_painting_follows_the_camera_where_the_picture_agrees():
     backward[:12, :, 0] = 2.0
     backward[24:36, 24:36] = [4.0, 0.0]
     forward = -backward
-    still = Camera(np.eye(2, 3, dtype=np.float32), np.ones((h, w), np.float32))
+    none = np.full((h, w, 2), np.nan, np.float32)  # no corners that do not follow it
+    still = Camera(np.eye(2, 3, dtype=np.float32), np.ones((h, w), np.float32), none)
     warp = make_warp(backward, forward, prev, cur, still)
     xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
     on_camera = (warp.carry_x == xs) & (warp.carry_y == ys)
@@ -337,9 +338,34 @@ def test_the_painting_follows_the_camera_where_the_picture_agrees():
     assert np.array_equal(warp.map_x, xs + backward[..., 0])  # the metric's warp is DIS's
     assert np.array_equal(warp.reliable, make_warp(backward, forward).reliable)
     assert np.array_equal(warp.carry(prev)[:12], prev[:12])
-    followed_by_few = Camera(still.model, np.full((h, w), 0.5, np.float32))
+    followed_by_few = Camera(still.model, np.full((h, w), 0.5, np.float32), backward)
     assert np.array_equal(make_warp(backward, forward, prev, cur, followed_by_few).carry_x,
-                          warp.map_x)
+                          warp.map_x)  # (the others move as DIS's flow says)
+
+
+def test_next_to_a_moving_subject_the_painting_follows_the_still_camera():
+    # A square moves 3 px left across a still, noisy scene: few corners around it follow the
+    # camera (whose motion is none), and DIS's flow drags the still background next to it
+    # along. That background is carried along the camera's motion all the same, as its flow
+    # lies nearer none than the square's motion; the square keeps DIS's flow.
+    rng = np.random.default_rng(0)
+    scene = textured(rng)
+    cur = scene.copy()
+    cur[24:48, 36:60] = scene[24:48, 39:63]
+    prev, cur = (np.clip(f + rng.normal(0, 2, f.shape), 0, 255).astype(np.uint8)
+                 for f in (scene, cur))
+    camera = camera_motion(grey(prev), grey(cur))
+    assert np.array_equal(camera.model, np.eye(2, 3))
+    assert camera.share[36, 48] < 0.5 and camera.others[36, 48, 0] > 1  # it moved left
+    warp = FlowEstimator().warp(prev, cur, carry=True)
+    xs, ys = np.meshgrid(np.arange(96, dtype=np.float32), np.arange(72, dtype=np.float32))
+    on_camera = (warp.carry_x == xs) & (warp.carry_y == ys)
+    ring = np.zeros((72, 96), bool)
+    ring[16:56, 28:68] = True
+    ring[24:48, 36:60] = False
+    assert (camera.share[ring] < 0.75).mean() > 0.6  # the corners' share alone: DIS's flow
+    assert on_camera[ring].mean() > 0.8
+    assert not on_camera[28:44, 40:56].any()
 
 
 def test_carrying_a_result_along_the_flow_keeps_its_strokes_sharp():

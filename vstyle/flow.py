@@ -70,6 +70,8 @@ class Camera:
     model: np.ndarray  # (2, 3) float32 affine: a pixel of frame t -> where it was in frame t-1
     share: np.ndarray  # (H, W) float32: of the corners tracked around a pixel, the share that
     # follow the model (a subject that moves on its own, or parallax, brings it down)
+    others: np.ndarray  # (H, W, 2) float32: how the corners around that do not follow it moved
+    # (t -> t-1, as the backward flow), their Gaussian-weighted mean; NaN where there are none
 
 
 def camera_motion(g_prev: np.ndarray, g_cur: np.ndarray) -> Camera | None:
@@ -105,12 +107,19 @@ def camera_motion(g_prev: np.ndarray, g_cur: np.ndarray) -> Camera | None:
     every, followers = np.zeros((gh, gw), np.float32), np.zeros((gh, gw), np.float32)
     np.add.at(every, (y, x), 1.0)
     np.add.at(followers, (y, x), follows.ravel().astype(np.float32))
+    # and, the same way, the mean motion of the others (the subject's own, or the parallax's)
+    off = follows.ravel() == 0
+    moved = np.zeros((gh, gw, 2), np.float32)
+    np.add.at(moved, (y[off], x[off]), (before[found] - corners[found]).reshape(-1, 2)[off])
     sigma = 0.1 * w / CELL
-    every = cv2.GaussianBlur(every, (0, 0), sigma)
-    followers = cv2.GaussianBlur(followers, (0, 0), sigma)
+    every, followers, moved = (cv2.GaussianBlur(a, (0, 0), sigma)
+                               for a in (every, followers, moved))
     share = np.where(every > 1e-6, followers / np.maximum(every, 1e-6), follows.mean())
-    share = cv2.resize(share.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-    return Camera(model.astype(np.float32), share)
+    apart = (every - followers)[..., None]
+    others = np.where(apart > 1e-6, moved / np.maximum(apart, 1e-6), np.nan)
+    share, others = (cv2.resize(a.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+                     for a in (share, others))
+    return Camera(model.astype(np.float32), share, others)
 
 
 CORNERS, MIN_CORNERS, CELL = 200, 8, 8
@@ -189,8 +198,11 @@ def make_warp(backward: np.ndarray, forward: np.ndarray, prev: np.ndarray | None
     motion fits, DIS's two guesses differ, and the pixels are not new ground. Given also the
     camera's motion, the painting is carried along it wherever it shows frame t as well as
     DIS's flow does and the corners around follow it (`carry_x`, `carry_y`): on a still shot
-    DIS's noise moved the painting a little every frame, and it crawled. The mask and `map_x`
-    stay DIS's: they are the metric's.
+    DIS's noise moved the painting a little every frame, and it crawled. Where few corners
+    around follow it, the camera's motion still carries the pixels whose flow lies nearer it
+    than the others' motion: next to a subject moving across a still background, DIS drags the
+    background along by tenths of a pixel, while a parallax's flow is the parallax's. The mask
+    and `map_x` stay DIS's: they are the metric's.
     """
     # Per channel and with OpenCV where it can: this runs for every frame, beside the optimizer
     # (4x faster than whole-array numpy at 512 px, the same masks).
@@ -216,7 +228,10 @@ def make_warp(backward: np.ndarray, forward: np.ndarray, prev: np.ndarray | None
             (a, b, c), (d, e, f) = camera.model
             cam_x, cam_y = a * xs + b * ys + c, d * xs + e * ys + f
             cam_miss = picture_miss(prev, cur, cam_x, cam_y)
-            take = (camera.share >= CAMERA_SHARE) & (cam_miss <= miss + CAMERA_SLACK)
+            ox, oy = cv2.split(camera.others)
+            nearer = np.hypot(map_x - cam_x, map_y - cam_y) < np.hypot(bx - ox, by - oy)
+            follows = (camera.share >= CAMERA_SHARE) | nearer  # (NaN: no others, not nearer)
+            take = follows & (cam_miss <= miss + CAMERA_SLACK)
             carry_x, carry_y = np.where(take, cam_x, map_x), np.where(take, cam_y, map_y)
             miss = np.where(take, cam_miss, miss)
             outside = beyond(carry_x, carry_y, w, h)
