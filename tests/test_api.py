@@ -44,6 +44,10 @@ def test_numpy_numbers_and_whole_floats_are_taken_as_python_ones():
 def test_an_unknown_option_or_a_dict_for_options_is_a_type_error_that_says_so(tmp_path):
     with pytest.raises(TypeError, match="unknown option 'iteration': did you mean 'iterations'"):
         vstyle.stylize_image(frames(1)[0], frames(1)[0], iteration=3)
+    with pytest.raises(TypeError, match="unknown option 'iteration': did you mean 'iterations'"):
+        vstyle.Options(iteration=3)
+    with pytest.raises(TypeError, match="unknown option 'colour'$"):
+        vstyle.Options().replace(colour=True)
     with pytest.raises(TypeError, match=r"options must be a vstyle.Options, not dict \(or pass "
                                         "them as keywords"):
         vstyle.stylize(tmp_path / "clip.mp4", tmp_path / "style.png", None, {"size": 32})

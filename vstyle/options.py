@@ -179,12 +179,17 @@ class Options:
                                       "values, e.g. a tuple") from None
                 setattr(self, name, converted)
 
-    def replace(self, **changes) -> "Options":
-        for name in changes:
-            if name not in self.__dataclass_fields__:
-                close = difflib.get_close_matches(name, self.__dataclass_fields__, 1)
+    def __new__(cls, *args, **values):
+        """Refuse an unknown keyword by name, with the option meant (Options(iteration=3),
+        .replace and every function that takes options as keywords come through here)."""
+        for name in values:
+            if name not in cls.__dataclass_fields__:
+                close = difflib.get_close_matches(name, cls.__dataclass_fields__, 1)
                 raise TypeError(f"unknown option {name!r}" + (f": did you mean {close[0]!r}?"
                                                             if close else ""))
+        return super().__new__(cls)
+
+    def replace(self, **changes) -> "Options":
         return replace(self, **changes)
 
     @property
