@@ -41,7 +41,7 @@ from rich.text import Text
 
 import vstyle
 from vstyle import media
-from vstyle.errors import plural
+from vstyle.errors import listed, plural
 from vstyle.media import OUTPUT_EXTS
 from vstyle.options import Options, flag
 
@@ -227,8 +227,8 @@ def main_command(
     typed = [name for name, value in locals().items() if name in SINGLE_ONLY + BATCH_ONLY
              and value is not None and value is not False]  # given on the command line
     if BATCH:
-        if refused := [name for name in SINGLE_ONLY if name in typed]:
-            raise vstyle.VStyleError(f"{flags(refused)} {'is' if len(refused) == 1 else 'are'} "
+        if refused := [flag(name) for name in SINGLE_ONLY if name in typed]:
+            raise vstyle.VStyleError(f"{listed(refused)} {'is' if len(refused) == 1 else 'are'} "
                                      "for one input; vstyle batch resumes each input from its "
                                      "own work folder in OUTDIR")
         # the last positionals are the styles: one, or one per --style-blend weight
@@ -248,8 +248,8 @@ def main_command(
         run_batch(given[:-n], given[-n:], output, options, quiet, workers, ray, ray_address,
                   chunk_frames)
         return
-    if refused := [name for name in BATCH_ONLY if name in typed]:
-        raise vstyle.VStyleError(f"{flags(refused)} {'is' if len(refused) == 1 else 'are'} for "
+    if refused := [flag(name) for name in BATCH_ONLY if name in typed]:
+        raise vstyle.VStyleError(f"{listed(refused)} {'is' if len(refused) == 1 else 'are'} for "
                                  "`vstyle batch INPUTS... STYLE -o OUTDIR`")
     with ProgressView(quiet, options) as view:
         try:
@@ -529,12 +529,6 @@ SINGLE_ARGUMENTS = {name: (p.default.metavar, p.default.help)
 
 SINGLE_ONLY = ("report", "work_dir", "keep_work", "restart")  # vstyle batch refuses these
 BATCH_ONLY = ("workers", "ray", "ray_address", "chunk_frames")  # one input refuses these
-
-
-def flags(names: list[str]) -> str:
-    """["work_dir", "restart"] -> "--work-dir and --restart"."""
-    named = [flag(name) for name in names]
-    return named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
 
 
 def read_as(batch: bool) -> None:

@@ -25,6 +25,11 @@ def warn(message: str) -> None:
     warnings.warn(message, VStyleWarning, stacklevel=level)
 
 
+def listed(words: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c': names in a message."""
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
 def plural(n: int, thing: str) -> str:
     """'1 frame', '3 frames': counts in messages."""
     return f"{n} {thing}{'s' * (n != 1)}"

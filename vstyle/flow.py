@@ -92,25 +92,24 @@ def camera_motion(g_prev: np.ndarray, g_cur: np.ndarray) -> Camera | None:
     found = found.ravel() == 1
     if found.sum() < MIN_CORNERS:
         return None
-    model, follows = cv2.estimateAffine2D(corners[found], before[found], method=cv2.RANSAC,
+    here, there = corners[found].reshape(-1, 2), before[found].reshape(-1, 2)  # t, t-1
+    model, follows = cv2.estimateAffine2D(here, there, method=cv2.RANSAC,
                                           ransacReprojThreshold=0.3)
     if model is None:
         return None
-    kept = follows.ravel() == 1
-    model = simplest_motion(corners[found][kept].reshape(-1, 2),
-                            before[found][kept].reshape(-1, 2), model)
+    follows = follows.ravel() == 1
+    model = simplest_motion(here[follows], there[follows], model)
     # the share of followers among the corners near each pixel (Gaussian-weighted, sigma a
     # tenth of the width), on a grid of 8 px cells: at full size the blur cost 30 ms at 512 px
     gh, gw = -(-h // CELL), -(-w // CELL)
-    cell = (corners[found].reshape(-1, 2) // CELL).astype(int)
+    cell = (here // CELL).astype(int)
     x, y = cell[:, 0].clip(0, gw - 1), cell[:, 1].clip(0, gh - 1)
     every, followers = np.zeros((gh, gw), np.float32), np.zeros((gh, gw), np.float32)
     np.add.at(every, (y, x), 1.0)
-    np.add.at(followers, (y, x), follows.ravel().astype(np.float32))
+    np.add.at(followers, (y, x), follows.astype(np.float32))
     # and, the same way, the mean motion of the others (the subject's own, or the parallax's)
-    off = follows.ravel() == 0
     moved = np.zeros((gh, gw, 2), np.float32)
-    np.add.at(moved, (y[off], x[off]), (before[found] - corners[found]).reshape(-1, 2)[off])
+    np.add.at(moved, (y[~follows], x[~follows]), (there - here)[~follows])
     sigma = 0.1 * w / CELL
     every, followers, moved = (cv2.GaussianBlur(a, (0, 0), sigma)
                                for a in (every, followers, moved))

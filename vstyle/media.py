@@ -30,7 +30,7 @@ import imageio_ffmpeg
 import numpy as np
 from PIL import Image, ImageOps
 
-from .errors import VStyleError, plural, warn
+from .errors import VStyleError, listed, plural, warn
 from .options import MAX_SIZE, seconds
 
 # what ffmpeg decodes: phones, cameras (.mts/.m2ts: AVCHD), broadcast (.ts), older web video
@@ -354,8 +354,7 @@ def some_names(paths: Sequence[Path], most: int = 3) -> str:
     """"a.mp4, b/ and 4 more": a few names for a message (folders end in /)."""
     names = [p.name + "/" * p.is_dir() for p in paths[:most]]
     more = len(paths) - len(names)
-    return ", ".join(names[:-1]) + (" and " if len(names) > 1 else "") + names[-1] \
-        if not more else f"{', '.join(names)} and {more} more"
+    return listed(names) if not more else f"{', '.join(names)} and {more} more"
 
 
 def folder_images(path: Path) -> list[Path]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
-from .errors import VStyleError, warn
+from .errors import VStyleError, listed, warn
 
 STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 CONTENT_LAYERS = ("conv4_2",)
@@ -297,7 +297,7 @@ class Options:
         temporal = [flag(name) for name in self.changed("temporal_weight", "temporal_frames")
                     if not (name == "temporal_weight" and self.loop)]
         if self.warm_start != "flow" and temporal:
-            ignored.append(f"{' and '.join(temporal)} (the temporal loss follows the optical "
+            ignored.append(f"{listed(temporal)} (the temporal loss follows the optical "
                            "flow: it needs --warm-start flow)")
         elif self.changed("temporal_frames") and self.temporal_weight == 0:
             ignored.append("--temporal-frames (--temporal-weight 0 turns the temporal loss off)")
