@@ -1,6 +1,7 @@
 """Where a warm frame's iterations go: the generated pan, whose motion is known, stylized with
 `previous` and with flow warm starts that take the exact motion or DIS's estimate, with and
-without the new pixels' own style term.
+without the new pixels' own style term, and with that term's Grams read from the whole frame
+(how it ran before they read only the new pixels' positions: the same loss, more work).
 
     python bench/warm_cost.py [--frames 12] [--size 128] [--weights random]
 
@@ -35,12 +36,13 @@ from vstyle.optimize import Stylizer  # noqa: E402
 from vstyle.options import Options  # noqa: E402
 
 CLIP, STYLE = ROOT / "samples" / "clip.mp4", ROOT / "samples" / "style.jpg"
-ROWS = [  # (label, warm start, exact motion, new pixels' term)
-    ("previous", "previous", False, True),
-    ("flow, exact motion, no new-pixel term", "flow", True, False),
-    ("flow, exact motion", "flow", True, True),
-    ("flow, DIS, no new-pixel term", "flow", False, False),
-    ("default (flow, DIS)", "flow", False, True),
+ROWS = [  # (label, warm start, exact motion, new pixels' term: "own" | "none" | "dense")
+    ("previous", "previous", False, "own"),
+    ("flow, exact motion, no new-pixel term", "flow", True, "none"),
+    ("flow, exact motion", "flow", True, "own"),
+    ("flow, DIS, no new-pixel term", "flow", False, "none"),
+    ("default (flow, DIS)", "flow", False, "own"),
+    ("default, new-pixel Grams over the frame", "flow", False, "dense"),
 ]
 
 
@@ -67,13 +69,23 @@ def frames(n: int, size: int) -> list[np.ndarray]:
     return list(media.open_source(CLIP, n).frames(frame_size(size)))
 
 
+def term_patch(term: str):
+    """The new pixels' style term as the row has it."""
+    if term == "none":
+        return mock.patch.object(video, "fresh_mask", lambda *a: None)
+    if term == "dense":
+        dense = Stylizer.fresh_region
+        return mock.patch.object(Stylizer, "fresh_region",
+                                 lambda self, mask, gather=False: dense(self, mask))
+    return nullcontext()
+
+
 def warm_rows(settings: dict, n: int, step: float) -> list[dict]:
     rows = []
     for label, warm, exact, term in ROWS:
         with tempfile.TemporaryDirectory() as tmp, \
                 (mock.patch.object(flow.FlowEstimator, "__call__", known_pan(step))
-                 if exact else nullcontext()), \
-                (nullcontext() if term else mock.patch.object(video, "fresh_mask", lambda *a: None)):
+                 if exact else nullcontext()), term_patch(term):
             out = Path(tmp) / "out"  # a folder of PNGs: measured before any encoding
             result = vstyle.stylize(CLIP, STYLE, out, max_frames=n, warm_start=warm, **settings)
             consistency = result.consistency or metrics.consistency(
@@ -81,6 +93,8 @@ def warm_rows(settings: dict, n: int, step: float) -> list[dict]:
         warm_frames = result.frames[1:]
         rows.append(dict(label=label, its=np.mean([f["iterations"] for f in warm_frames]),
                          seconds=np.mean([f["seconds"] for f in warm_frames]),
+                         per_it=sum(f["seconds"] for f in warm_frames)
+                         / sum(f["iterations"] for f in warm_frames),
                          style=np.mean([f["parts"]["style"] for f in warm_frames]),
                          error=consistency["warping_error"]))
     return rows
@@ -122,11 +136,12 @@ def main() -> None:
           f"{args.style_weight:g}, weights {args.weights}")
     rows = warm_rows(settings, args.frames, step)
     base = rows[0]
-    print(f"\n| {'warm start':<38} | it/frame | vs previous | optimizer s/frame | style loss | warping error |")
-    print(f"|{'-' * 40}|----------|-------------|-------------------|------------|---------------|")
+    print(f"\n| {'warm start':<40} | it/frame | vs previous | optimizer s/frame | ms/iteration | style loss | warping error |")
+    print(f"|{'-' * 42}|----------|-------------|-------------------|--------------|------------|---------------|")
     for r in rows:
-        print(f"| {r['label']:<38} | {r['its']:8.1f} | {r['its'] / base['its']:10.2f}x | "
-              f"{r['seconds']:17.2f} | {r['style']:10.3g} | {r['error']:13.5f} |")
+        print(f"| {r['label']:<40} | {r['its']:8.1f} | {r['its'] / base['its']:10.2f}x | "
+              f"{r['seconds']:17.2f} | {1000 * r['per_it']:12.0f} | {r['style']:10.3g} | "
+              f"{r['error']:13.5f} |")
     shifts = (0, 1, 2, 3, 4)
     print("\nstyle loss of a painted frame moved by whole pixels, over the unmoved one's")
     print("| pooling | " + " | ".join(f"{s} px" for s in shifts) + " |")
