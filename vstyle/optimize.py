@@ -64,9 +64,11 @@ class FrameInputs(NamedTuple):
                 tuple((tuple(t.shape), t.dtype) for t in self.tensors()))
 
     def clone(self) -> "FrameInputs":
+        """A copy to hold a captured step's fixed buffers. The new pixels' positions (`at`)
+        are left out: their count changes from frame to frame, which `load` could not copy
+        in, and the dense masks give the same loss for every frame."""
         fresh = None if self.fresh is None else FreshRegion(
-            self.fresh.share.clone(), {l: m.clone() for l, m in self.fresh.masks.items()},
-            self.fresh.at)
+            self.fresh.share.clone(), {l: m.clone() for l, m in self.fresh.masks.items()})
         return FrameInputs({l: f.clone() for l, f in self.content.items()},
                            [tuple(t.clone() for t in term) for term in self.temporal], fresh)
 
