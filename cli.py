@@ -97,7 +97,8 @@ HELP = ("Stylize a video, GIF, image folder or image with a painting (Gatys neur
         "options: vstyle batch --help).")
 BATCH_HELP = ("Stylize many inputs with the same options: files, folders of clips, or .txt lists "
               "of them, each into OUTDIR under its own name (<input>-<style>). The last path is "
-              "the style; with --style-blend W1,W2 the last two are. Run the same command again "
+              "the style (a folder of paintings: each in turn); with --style-blend W1,W2 the last "
+              "two are. Run the same command again "
               "to skip finished outputs and resume the others.")
 
 
@@ -238,14 +239,17 @@ def main_command(
                                      f"{plural(n, 'style image')} (one per --style-blend "
                                      "weight): got "
                                      f"{len(given)} paths in all")
-        for path in given[-n:]:
+        from vstyle.batch import style_folder
+        looks = [[p] for p in style_folder(given[-1])] if n == 1 and given[-1].is_dir() \
+            else [given[-n:]]
+        for path in looks[0]:
             if media.input_kind(path) != "image":
                 raise vstyle.VStyleError(
                     f"vstyle batch: {path} is no style image, yet the last "
                     f"{f'{n} paths are the styles' if n > 1 else 'path is the style'}"
                     f"{f' (one per --style-blend weight)' if n > 1 else ''}: put the painting"
-                    f"{'s' * (n > 1)} last")
-        run_batch(given[:-n], given[-n:], output, options, quiet, workers, ray, ray_address,
+                    f"{'s' * (n > 1)} last{' (or a folder of paintings)' * (n == 1)}")
+        run_batch(given[:-n], looks, output, options, quiet, workers, ray, ray_address,
                   chunk_frames)
         return
     if refused := [flag(name) for name in BATCH_ONLY if name in typed]:
@@ -273,8 +277,8 @@ def main_command(
         err.print(escape(line))
 
 
-def run_batch(inputs: list[Path], styles: list[Path], outdir: Optional[Path], options: Options,
-              quiet: bool, workers: Optional[int], use_ray: bool, address: Optional[str],
+def run_batch(inputs: list[Path], looks: list[list[Path]], outdir: Optional[Path],
+              options: Options, quiet: bool, workers: Optional[int], use_ray: bool, address: Optional[str],
               chunk_frames: Optional[int]) -> None:
     """`vstyle batch`: a bar over the whole batch, a table at the end, exit 1 if any failed."""
     from rich.table import Column, Table
@@ -284,10 +288,10 @@ def run_batch(inputs: list[Path], styles: list[Path], outdir: Optional[Path], op
     if outdir.suffix.lower() in OUTPUT_EXTS and not outdir.is_dir():
         raise vstyle.VStyleError(f"vstyle batch -o {outdir}: -o is the folder the outputs go "
                                  "in (each named after its input), not a file")
-    expanded = batch.expand_inputs(inputs, known=[*styles, outdir])
+    expanded = batch.expand_inputs(inputs, known=[*(p for look in looks for p in look), outdir])
     with BatchProgress(quiet, options) as view:
         try:
-            outcomes = batch.run_batch(expanded, styles, outdir, options,
+            outcomes = batch.run_batch(expanded, looks, outdir, options,
                                        workers=workers, use_ray=use_ray,
                                        ray_address=address, chunk_frames=chunk_frames,
                                        on_plan=view.plan, on_done=view.done)
@@ -297,16 +301,21 @@ def run_batch(inputs: list[Path], styles: list[Path], outdir: Optional[Path], op
     failed = [o for o in outcomes if o.status == "failed"]
     if not quiet:
         # paths wrap rather than end in an ellipsis
-        table = Table(Column("input", overflow="fold"), "status", "frames",
+        several = len(looks) > 1  # then each input shows once per style
+        table = Table(Column("input", overflow="fold"),
+                      *[Column("style", overflow="fold")] * several, "status", "frames",
                       Column("output / error", overflow="fold"))
         for o in outcomes:
-            table.add_row(str(o.input), o.status, str(o.frames or "-"),
+            table.add_row(str(o.input), *["+".join(p.name for p in o.styles)] * several,
+                          o.status, str(o.frames or "-"),
                           escape(o.error) if o.error else str(o.output))
         err.print(table)
     for o in failed:  # one line each, also with --quiet
-        err.print(f"[red]failed:[/red] {escape(str(o.input))}: {escape(o.error)}")
+        look = f" with {'+'.join(p.name for p in o.styles)}" if len(looks) > 1 else ""
+        err.print(f"[red]failed:[/red] {escape(str(o.input))}{escape(look)}: {escape(o.error)}")
     if failed:
-        raise vstyle.VStyleError(f"{len(failed)} of {len(outcomes)} inputs failed (see above); "
+        what = "outputs" if len(looks) > 1 else "inputs"
+        raise vstyle.VStyleError(f"{len(failed)} of {len(outcomes)} {what} failed (see above); "
                                  "fix them and run the same command again: finished ones are skipped")
 
 

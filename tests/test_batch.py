@@ -56,7 +56,7 @@ def test_a_long_webp_fails_at_planning_not_after_its_chunks(style, tmp_path, mon
     monkeypatch.setattr(media, "WEBP_MAX_BYTES", 100)
     clip = tmp_path / "long.webp"  # batch writes an input's own kind: a WebP
     media.write_output(frames(6), clip, "webp", media.Timing(10.0, None))
-    outcomes, jobs = plan([clip], [style], tmp_path / "out", TINY, chunk_frames=3)
+    outcomes, jobs = plan([clip], [[style]], tmp_path / "out", TINY, chunk_frames=3)
     assert jobs == [] and outcomes[0].status == "failed"
     assert "too many for a WebP" in outcomes[0].error
 
@@ -170,7 +170,7 @@ def test_ray_runs_no_more_tasks_at_once_than_workers(style, tmp_path, monkeypatc
 
             class Task:
                 @staticmethod
-                def remote(job, styles, options, threads):
+                def remote(job, options, threads):
                     ref = object()
                     in_flight.add(ref)
                     seen.append(len(in_flight))
@@ -217,6 +217,58 @@ def test_batch_blends_the_last_paths_as_styles_and_says_when_paths_are_missing(s
                      *FAST)  # one weight too many: a clip would be taken for a painting
     assert result.returncode == 1 and f"{clip} is no style image, yet the last 2 paths are " \
         "the styles" in result.stderr and not (tmp_path / "out3").exists()
+
+
+def test_batch_paints_every_input_with_each_painting_of_a_style_folder(three_clips, style,
+                                                                        tmp_path):
+    paintings = tmp_path / "paintings"
+    paintings.mkdir()
+    Image.open(style).save(paintings / "p1.png")
+    Image.fromarray(frames(1, 40, 40)[0]).save(paintings / "p2.jpg")
+    (paintings / "notes.txt").write_text("not a painting")  # left alone
+    (three_clips / "b.gif").unlink()
+    out = tmp_path / "out"
+    result = run_cli("batch", three_clips, paintings, "-o", out, *FAST[:-1])
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == [LEDGER, "a-p1.mp4", "a-p2.mp4"]
+    assert imageio_ffmpeg.count_frames_and_secs(str(out / "a-p2.mp4"))[0] == 4
+    failures = [l for l in result.stderr.splitlines() if l.startswith("failed:")]
+    assert [l.split(":")[1].strip() for l in failures] == \
+        [f"{three_clips / 'c.mp4'} with p1.png", f"{three_clips / 'c.mp4'} with p2.jpg"]
+    assert "error: 2 of 4 outputs failed" in result.stderr
+    # a painting added later: a rerun paints that one alone
+    Image.fromarray(frames(1, 40, 40)[0][::-1]).save(paintings / "p3.png")
+    again = run_batch(expand_inputs([three_clips / "a.mp4"]),
+                      [[p] for p in paintings.iterdir() if p.suffix != ".txt"], out,
+                      Options(weights="random", size=32, iterations=3, first_iterations=4))
+    assert sorted((o.output.name, o.status) for o in again) == \
+        [("a-p1.mp4", "skipped"), ("a-p2.mp4", "skipped"), ("a-p3.mp4", "done")]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run_cli("batch", three_clips, empty, "-o", tmp_path / "out2", *FAST)
+    assert result.returncode == 1 and not (tmp_path / "out2").exists()
+    assert result.stderr.strip() == f"error: style folder {empty} holds no still image: put " \
+        "the paintings in it (.jpg, .png, ...) or pass one by name"
+
+
+def test_plan_opens_an_input_once_for_all_its_looks_and_fails_clashing_ones(style, tmp_path,
+                                                                            monkeypatch):
+    clip = write_mp4(tmp_path / "clip.mp4", frames(3))
+    wave_png, wave_jpg, other = tmp_path / "wave.png", tmp_path / "wave.jpg", tmp_path / "o.png"
+    for path in (wave_png, wave_jpg, other):
+        Image.open(style).convert("RGB").save(path)
+    opened = []
+    real_open = media.open_source
+    monkeypatch.setattr(media, "open_source", lambda *a: opened.append(a[0]) or real_open(*a))
+    outcomes, jobs = plan([clip], [[wave_png], [other], [wave_jpg], [style, other]],
+                          tmp_path / "out", TINY, None)
+    assert opened == [clip]
+    assert [(o.output.name, o.status) for o in outcomes] == [
+        ("clip-wave.mp4", "failed"), ("clip-o.mp4", "pending"), ("clip-wave.mp4", "failed"),
+        ("clip-style+o.mp4", "pending")]
+    assert outcomes[0].error.startswith(f"{clip} with {wave_png} and {clip} with {wave_jpg} "
+                                        f"would both write {tmp_path / 'out' / 'clip-wave.mp4'}")
+    assert [job.styles for job in jobs] == [[other], [style, other]]
 
 
 def test_batch_into_a_folder_it_cannot_make_is_one_line(style, tmp_path):
@@ -273,7 +325,7 @@ def test_plan_leaves_out_its_own_outputs_and_fails_clashing_inputs(style, tmp_pa
     inputs = expand_inputs([clips, clips / "a" / "clip.mp4", clips / "b" / "clip.mp4",
                             clips / "x.mp4"])  # x.mp4 twice: one input
     with pytest.warns(VStyleWarning, match="x-style.mp4 exists and no vstyle batch made it"):
-        outcomes, jobs = plan(inputs, [style], clips, Options(weights="random"), None)
+        outcomes, jobs = plan(inputs, [[style]], clips, Options(weights="random"), None)
     assert [(o.input.name, o.status, o.error[:23]) for o in outcomes] == [
         ("x-style.mp4", "skipped", "an output of this batch"),
         ("x.mp4", "skipped", "exists, not made by vst"),
@@ -288,7 +340,7 @@ def test_chunks_of_another_plan_are_not_reused(style, tmp_path):
     out.mkdir()
     options = Options(weights="random", size=32)
     def chunks(options, size):  # plan, then finish its chunks as an interrupted batch would
-        _, jobs = plan([clip], [style], out, options, size)
+        _, jobs = plan([clip], [[style]], out, options, size)
         for job in jobs:
             job.output.mkdir(exist_ok=True)
         return {job.output for job in jobs}
@@ -308,12 +360,12 @@ def test_a_chunk_another_batch_is_running_is_not_removed(style, tmp_path):
     clip = write_mp4(tmp_path / "long.mp4", frames(12))
     out = tmp_path / "out"
     out.mkdir()
-    _, jobs = plan([clip], [style], out, Options(weights="random", size=32), 5)
+    _, jobs = plan([clip], [[style]], out, Options(weights="random", size=32), 5)
     running = WorkDir(default_work_dir(jobs[0].output), {"version": 0})  # mid-run elsewhere
-    _, jobs = plan([clip], [style], out, Options(weights="random", size=32), 6)  # another plan
+    _, jobs = plan([clip], [[style]], out, Options(weights="random", size=32), 6)  # another plan
     assert running.path.exists()
     running.close()
-    plan([clip], [style], out, Options(weights="random", size=32), 6)
+    plan([clip], [[style]], out, Options(weights="random", size=32), 6)
     assert not running.path.exists()
 
 

@@ -209,7 +209,8 @@ def _(d: Path):
     return ["clip.mp4", "style.png", "-o", "out.gif", "--report", "out.gif"]
 
 
-@bad("style is a folder", "style image paintings is a folder", "pass an image file in it")
+@bad("style is a folder", "style image paintings is a folder: pass one of its paintings, or "
+     "paint with each in turn: vstyle batch INPUT paintings -o OUTDIR")
 def _(d: Path):
     (d / "paintings").mkdir()
     shutil.copy(d / "style.png", d / "paintings" / "a.png")

@@ -23,7 +23,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -42,6 +42,7 @@ LEDGER = ".vstyle-batch.json"  # in OUTDIR: each output's recipe, to tell a reru
 class Job:
     input: Path
     output: Path  # the input's output, or a chunk's PNG folder
+    styles: list[Path] = field(default_factory=list)  # its look: one style, or those blended
     frame_range: tuple[int, int] | None = None  # a chunk: the frames it stylizes
     keep_from: int = 0  # a chunk: its first frame to keep (after the overlap)
     # The input as planning probed it (counting a video's frames decodes them): probed once.
@@ -68,6 +69,7 @@ class Outcome:
     input: Path
     output: Path
     status: str  # "done" | "skipped" | "failed"
+    styles: list[Path] = field(default_factory=list)  # the look it is painted in
     frames: int = 0
     error: str = ""
     jobs: list[Job] = field(default_factory=list)  # the input as one job, or its chunks
@@ -101,6 +103,16 @@ def expand_inputs(items: Iterable[str | Path], known: Iterable[Path] = ()) -> li
     return found
 
 
+def style_folder(folder: Path) -> list[Path]:
+    """A folder given as the style: its paintings (still images, natural order), each a look
+    of its own."""
+    paintings = [p for p in media.folder_images(folder) if media.input_kind(p) == "image"]
+    if not paintings:
+        raise VStyleError(f"style folder {folder} holds no still image: put the paintings in it "
+                          "(.jpg, .png, ...) or pass one by name")
+    return paintings
+
+
 def warn_left_out(folder: Path, clips: list[Path], used: list[Path]) -> None:
     """A folder of clips gives its clips alone: say which images and folders beside them
     are not stylized (unless used otherwise: passed by name, a style, OUTDIR)."""
@@ -121,7 +133,8 @@ def output_for(input: Path, styles: list[Path], outdir: Path) -> Path:
 
 
 def chunk_jobs(input: Path, output: Path, n_frames: int, chunk: int,
-               source: media.Source | None = None, key: str = "") -> list[Job]:
+               source: media.Source | None = None, key: str = "",
+               styles: list[Path] | None = None) -> list[Job]:
     """Chunks of `chunk` frames; each but the first starts OVERLAP frames early (at most one
     chunk early: the frames it overlaps must all come from the chunk before). A chunk's folder
     is named by its frames and `key` (what else shapes its result), so a finished chunk is
@@ -130,7 +143,7 @@ def chunk_jobs(input: Path, output: Path, n_frames: int, chunk: int,
     for start in range(0, n_frames, chunk):
         first, end = max(0, start - min(OVERLAP, chunk)), min(start + chunk, n_frames)
         folder = output.parent / f"{chunk_prefix(output)}{first}-{end}-{key}"
-        jobs.append(Job(input, folder, (first, end), start - first, source))
+        jobs.append(Job(input, folder, styles or [], (first, end), start - first, source))
     return jobs
 
 
@@ -165,12 +178,12 @@ def drop_stale_chunks(output: Path, jobs: list[Job]) -> None:
             shutil.rmtree(chunk, ignore_errors=True)
 
 
-def run_job(job: Job, styles: list[Path], options: Options) -> tuple[str, int, str]:
+def run_job(job: Job, options: Options) -> tuple[str, int, str]:
     """Stylize one input or chunk; a user error becomes a result, not an exception."""
     if job.chunk_done:
         return "done", len(media.written_frames(job.output)), ""  # from an earlier run
     try:
-        result = stylize(job.source or job.input, styles, job.output, options,
+        result = stylize(job.source or job.input, job.styles, job.output, options,
                          frame_range=job.frame_range)
         return "done", result.n_frames, ""
     except Exception as e:  # a bug or a library's error too: still only this input fails
@@ -239,42 +252,49 @@ def joined_frames(chunks: list[Job]) -> Iterable[np.ndarray]:
         held = kept[cut:]
 
 
-def plan(inputs: list[Path], styles: list[Path], outdir: Path, options: Options,
+def plan(inputs: list[Path], looks: list[list[Path]], outdir: Path, options: Options,
          chunk_frames: int | None) -> tuple[list[Outcome], list[Job]]:
-    """What to do: skip finished outputs, split long videos, refuse unreadable inputs early.
+    """What to do: every input in every look (one style, or those blended), skipping finished
+    outputs, splitting long videos, refusing unreadable inputs early.
 
     Outputs of this batch found among the inputs (OUTDIR inside an input folder) are left out,
     and two inputs that would write the same output (a/clip.mp4, b/clip.mp4) both fail."""
     unique: dict[Path, Path] = {}  # an input named twice is one input
     for input in inputs:
         unique.setdefault(input.resolve(), input)
-    planned = []  # (input, its real path, its output, the output's real path)
+    planned = []  # (input, its real path, its look, its output, the output's real path)
     for real_input, input in unique.items():
-        output = output_for(input, styles, outdir)
-        planned.append((input, real_input, output, output.resolve()))
+        for look in looks:
+            output = output_for(input, look, outdir)
+            planned.append((input, real_input, look, output, output.resolve()))
     ours = {real for *_, real in planned}
-    writers: dict[Path, list[Path]] = {}  # real output path -> the inputs that would write it
-    for input, real_input, _, real in planned:
+    writers: dict[Path, list[str]] = {}  # real output path -> what would write it
+
+    def named(input: Path, look: list[Path]) -> str:
+        return str(input) if len(looks) == 1 else f"{input} with {'+'.join(map(str, look))}"
+
+    for input, real_input, look, _, real in planned:
         if real_input not in ours:
-            writers.setdefault(real, []).append(input)
+            writers.setdefault(real, []).append(named(input, look))
     outcomes, jobs = [], []
     ledger = read_ledger(outdir)
     # a missing style: every job fails on it with its own message
-    style_hashes = [file_hash(p) if p.is_file() else "" for p in styles]
-    for input, real_input, output, real in planned:
-        outcome = Outcome(input, output, "pending")
+    hashes = {p: file_hash(p) if p.is_file() else "" for look in looks for p in look}
+    sources: dict[Path, media.Source | VStyleError] = {}  # opened once for all its looks
+    for input, real_input, look, output, real in planned:
+        outcome = Outcome(input, output, "pending", look)
         if input.exists():
-            outcome.recipe = recipe(input, output, style_hashes, options)
+            outcome.recipe = recipe(input, output, [hashes[p] for p in look], options)
         outcomes.append(outcome)
         if real_input in ours:
             outcome.status, outcome.error = "skipped", "an output of this batch"
             continue
         same = writers[real]
         if len(same) > 1:
-            others = ", ".join(str(i) for i in same if i != input)
+            others = ", ".join(w for w in same if w != named(input, look))
             outcome.status, outcome.error = "failed", (
-                f"{input} and {others} would both write {output}: rename one, or run them "
-                "into separate folders")
+                f"{named(input, look)} and {others} would both write {output}: rename one, or "
+                "run them into separate folders")
             continue
         # made with these options, or unknown to the ledger (by hand: left alone), or its
         # input is gone
@@ -286,28 +306,41 @@ def plan(inputs: list[Path], styles: list[Path], outdir: Path, options: Options,
                 warn(f"{output} exists and no vstyle batch made it: left alone; delete "
                      f"it to stylize {input}")
             continue
-        try:
-            source = media.open_source(input, options.max_frames, options.fps, options.start,
-                                       options.end)
-            # found now, not when the chunks are joined
-            media.check_output(output, source, styles,
-                               written_size(media.frame_size(source.size, options.size), options))
-        except VStyleError as e:
-            outcome.status, outcome.error = "failed", str(e)
+        if real_input not in sources:
+            sources[real_input] = probe(input, options)
+        source = error = sources[real_input]
+        if isinstance(source, media.Source):
+            try:  # found now, not when the chunks are joined
+                error = None
+                media.check_output(output, source, look, written_size(
+                    media.frame_size(source.size, options.size), options))
+            except VStyleError as e:
+                error = e
+        if error:
+            outcome.status, outcome.error = "failed", str(error)
             continue
         if chunk_frames and source.kind in ("video", "animation") and \
                 source.n_frames > chunk_frames:
             outcome.jobs = chunk_jobs(input, output, source.n_frames, chunk_frames, source,
-                                      chunk_key(source, styles, options))
+                                      chunk_key(source, look, options), look)
             drop_stale_chunks(output, outcome.jobs)
         else:
-            outcome.jobs = [Job(input, output, source=source)]
-        for job in outcome.jobs if all(p.is_file() for p in styles) else ():
+            outcome.jobs = [Job(input, output, look, source=source)]
+        for job in outcome.jobs if all(p.is_file() for p in look) else ():
             part = source.window(*job.frame_range) if job.frame_range else source
-            job.manifest = manifest(part, styles, options,
+            job.manifest = manifest(part, look, options,
                                     media.frame_size(part.size, options.size))
         jobs += outcome.jobs
     return outcomes, jobs
+
+
+def probe(input: Path, options: Options) -> media.Source | VStyleError:
+    """The input opened (for a video that decodes it, to count its frames), or why it cannot be."""
+    try:
+        return media.open_source(input, options.max_frames, options.fps, options.start,
+                                 options.end)
+    except VStyleError as e:
+        return e
 
 
 def recipe(input: Path, output: Path, style_hashes: list[str], options: Options) -> str:
@@ -348,13 +381,15 @@ def finished(output: Path) -> bool:
 OnDone = Callable[[Job, str, int, str], None]
 
 
-def run_batch(inputs: list[Path], styles: list[Path], outdir: Path, options: Options, *,
+def run_batch(inputs: list[Path], styles: Sequence[Path] | Sequence[Sequence[Path]],
+              outdir: Path, options: Options, *,
               workers: int | None = None, ray_address: str | None = None, use_ray: bool = False,
               chunk_frames: int | None = None,
               on_plan: Callable[[list[Job]], None] | None = None,
               on_done: OnDone | None = None) -> list[Outcome]:
-    """Stylize every input into outdir; one failure never stops the others. `workers`: jobs
-    at once (default: one per GPU locally, as many as the Ray cluster takes). on_plan gets the
+    """Stylize every input into outdir; one failure never stops the others. `styles`: the
+    look, one style image or those style_blend blends; or a list of looks, each input painted
+    in each (outdir/<input>-<style> apiece). `workers`: jobs at once (default: one per GPU locally, as many as the Ray cluster takes). on_plan gets the
     jobs before they start, on_done each one's result as it ends."""
     options = options.validate()
     for name, value in (("workers", workers), ("chunk-frames", chunk_frames)):
@@ -370,7 +405,10 @@ def run_batch(inputs: list[Path], styles: list[Path], outdir: Path, options: Opt
              f"chunks this short redo {min(OVERLAP, chunk_frames) / chunk_frames:.0%} "
              "more frames; a few hundred is usual")
     media.check_writable(outdir / LEDGER, "folder for the outputs")
-    outcomes, jobs = plan(inputs, styles, outdir, options, chunk_frames)
+    looks = [list(styles)] if all(isinstance(p, (str, Path)) for p in styles) else \
+        [list(look) for look in styles]
+    outcomes, jobs = plan(inputs, [[Path(p) for p in look] for look in looks], outdir, options,
+                          chunk_frames)
     outdir.mkdir(parents=True, exist_ok=True)  # once the plan holds
     if on_plan:
         on_plan(jobs)
@@ -378,7 +416,7 @@ def run_batch(inputs: list[Path], styles: list[Path], outdir: Path, options: Opt
     results: dict[int, tuple[str, int, str]] = {}
     owner = {id(job): outcome for outcome in outcomes for job in outcome.jobs}
     # closing: Ctrl-C while the runner waits at a yield must still stop its workers
-    with closing(runner(jobs, styles, options, workers, ray_address)) as finished_jobs:
+    with closing(runner(jobs, options, workers, ray_address)) as finished_jobs:
         for index, result in finished_jobs:
             results[index] = result
             outcome = owner[id(jobs[index])]
@@ -406,11 +444,11 @@ def run_batch(inputs: list[Path], styles: list[Path], outdir: Path, options: Opt
     return outcomes
 
 
-def _run_local(jobs: list[Job], styles, options, workers: int | None, _address):
+def _run_local(jobs: list[Job], options, workers: int | None, _address):
     workers = workers or default_workers()
     if workers <= 1 or len(jobs) <= 1:
         for i, job in enumerate(jobs):
-            yield i, run_job(job, styles, options)
+            yield i, run_job(job, options)
         return
     # Each worker keeps one GPU for all its jobs (cards dealt in turn), so a job never lands on
     # a card another worker is still using while one sits idle.
@@ -420,7 +458,7 @@ def _run_local(jobs: list[Job], styles, options, workers: int | None, _address):
         cards.put(k % gpus)
     pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(cards,))
     try:
-        futures = {pool.submit(_worker_job, job, styles, options): i
+        futures = {pool.submit(_worker_job, job, options): i
                    for i, job in enumerate(jobs)}
         for future in as_completed(futures):
             yield futures[future], future.result()
@@ -481,18 +519,18 @@ def _worker_stop(signum, frame) -> None:
     os._exit(130)
 
 
-def _worker_job(job: Job, styles: list[Path], options: Options) -> tuple[str, int, str]:
+def _worker_job(job: Job, options: Options) -> tuple[str, int, str]:
     global _IN_JOB
     _IN_JOB = True
     try:
-        return run_job(job, styles, options if _DEVICE is None else options.replace(device=_DEVICE))
+        return run_job(job, options if _DEVICE is None else options.replace(device=_DEVICE))
     except KeyboardInterrupt:  # Interrupted too
         os._exit(130)  # its frames are saved; a live worker would start the next queued job
     finally:
         _IN_JOB = False
 
 
-def _run_ray(jobs: list[Job], styles, options, workers: int | None, address: str | None):
+def _run_ray(jobs: list[Job], options, workers: int | None, address: str | None):
     try:
         import ray
     except ImportError:
@@ -508,7 +546,7 @@ def _run_ray(jobs: list[Job], styles, options, workers: int | None, address: str
         while waiting or pending:
             while waiting and len(pending) < (workers or len(jobs)):
                 i, job = waiting.pop(0)
-                pending[task.remote(job, styles, options, threads)] = i
+                pending[task.remote(job, options, threads)] = i
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
                 yield pending.pop(ref), ray.get(ref)
@@ -534,13 +572,13 @@ def ray_shape(resources: dict, nodes: list[dict], workers: int | None) -> tuple[
     return 0, max(fits, default=1)
 
 
-def _ray_job(job: Job, styles: list[Path], options: Options, threads: int):
+def _ray_job(job: Job, options: Options, threads: int):
     # A Ray worker process runs task after task: its torch keeps the thread count it started
     # with, so set this task's share of the cores.
     if options.device == "cpu" or not _gpu_count():
         import torch
         torch.set_num_threads(threads)
-    return run_job(job, styles, options)
+    return run_job(job, options)
 
 
 def _gpu_count() -> int:

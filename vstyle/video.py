@@ -111,6 +111,9 @@ def style_paths_of(styles) -> list[Path]:
         if not isinstance(style, (str, os.PathLike)):
             raise VStyleError(f"a style of type {type(style).__name__}: stylize takes image "
                               "paths (stylize_image also takes arrays)")
+        if Path(style).is_dir():
+            raise VStyleError(f"style image {style} is a folder: pass one of its paintings, or "
+                              f"paint with each in turn: vstyle batch INPUT {style} -o OUTDIR")
     return [Path(s) for s in styles]
 
 
