@@ -278,8 +278,8 @@ def main_command(
 
 
 def run_batch(inputs: list[Path], looks: list[list[Path]], outdir: Optional[Path],
-              options: Options, quiet: bool, workers: Optional[int], use_ray: bool, address: Optional[str],
-              chunk_frames: Optional[int]) -> None:
+              options: Options, quiet: bool, workers: Optional[int], use_ray: bool,
+              address: Optional[str], chunk_frames: Optional[int]) -> None:
     """`vstyle batch`: a bar over the whole batch, a table at the end, exit 1 if any failed."""
     from rich.table import Column, Table
     from vstyle import batch

@@ -389,8 +389,9 @@ def run_batch(inputs: list[Path], styles: Sequence[Path] | Sequence[Sequence[Pat
               on_done: OnDone | None = None) -> list[Outcome]:
     """Stylize every input into outdir; one failure never stops the others. `styles`: the
     look, one style image or those style_blend blends; or a list of looks, each input painted
-    in each (outdir/<input>-<style> apiece). `workers`: jobs at once (default: one per GPU locally, as many as the Ray cluster takes). on_plan gets the
-    jobs before they start, on_done each one's result as it ends."""
+    in each (outdir/<input>-<style> apiece). `workers`: jobs at once (default: one per GPU
+    locally, as many as the Ray cluster takes). on_plan gets the jobs before they start,
+    on_done each one's result as it ends."""
     options = options.validate()
     for name, value in (("workers", workers), ("chunk-frames", chunk_frames)):
         if value is not None and value < 1:
