@@ -41,7 +41,7 @@ from rich.text import Text
 
 import vstyle
 from vstyle import media
-from vstyle.errors import listed, plural
+from vstyle.errors import listed, name_options_as_flags, plural
 from vstyle.media import OUTPUT_EXTS
 from vstyle.options import Options, flag
 
@@ -559,6 +559,7 @@ def main() -> None:
     if BATCH:
         del sys.argv[1]
     read_as(BATCH)
+    name_options_as_flags()  # the library's messages say --size 256, not size=256
     warnings.showwarning = _show_warning
     signal.signal(signal.SIGINT, SIGINT_HANDLER)  # Ctrl-C: KeyboardInterrupt again
     signal.signal(signal.SIGTERM, _sigterm)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import vstyle
@@ -122,14 +123,33 @@ def test_stylize_image_says_which_options_it_ignores():
 
 def test_one_frame_says_iterations_is_ignored(clip, style, tmp_path):
     # frame 1 has no warm start: --first-iterations sets it, --iterations only later frames
-    with pytest.warns(vstyle.VStyleWarning, match=r"one frame: --iterations 3 is not used \(a "
+    with pytest.warns(vstyle.VStyleWarning, match=r"one frame: iterations=3 is not used \(a "
                                                   "single frame is painted from scratch"):
         vstyle.stylize(clip, style, tmp_path / "look.png", max_frames=1, **TINY)
     assert (tmp_path / "look.png").exists()
 
 
+def test_messages_name_options_as_python_keywords(clip, style, tmp_path):
+    # the command line's tests see the same messages with flags (--start 60 s ...)
+    with pytest.raises(vstyle.VStyleError) as error:
+        vstyle.stylize(clip, style, tmp_path / "out.gif", start=60, weights="random")
+    assert str(error.value).startswith("start=60 s is past the last frame of video")
+    assert str(error.value).endswith("pass an earlier start")
+    with pytest.raises(vstyle.VStyleError, match=r"^end must come after start \(got 0.2 s, "
+                                                 r"start=0.5 s\)$"):
+        vstyle.Options(start=0.5, end=0.2).validate()
+    with pytest.warns(vstyle.VStyleWarning, match=r"^ignored: style_scale \(style_size sets "):
+        vstyle.Options(style_size=64, style_scale=2.0).validate()
+    if not torch.cuda.is_available():
+        with pytest.raises(vstyle.VStyleError, match=r"^device='cuda' asked for, but no CUDA "
+                                                     r"GPU is visible: use device='cpu' "
+                                                     r"\(or 'auto'\)$"):
+            vstyle.stylize(clip, style, tmp_path / "out.gif", device="cuda", weights="random")
+    assert not list(tmp_path.glob("*out*"))
+
+
 def test_huge_numbers_empty_pillow_images_and_path_weights():
-    with pytest.raises(vstyle.VStyleError, match="--size must be at most 8192"):
+    with pytest.raises(vstyle.VStyleError, match="size must be at most 8192"):
         vstyle.Options(size=10 ** 400).validate()
     with pytest.raises(vstyle.VStyleError, match=r"style_weight=1000.*: too large"):
         vstyle.Options(style_weight=10 ** 400)

@@ -170,7 +170,7 @@ def test_ray_runs_no_more_tasks_at_once_than_workers(style, tmp_path, monkeypatc
 
             class Task:
                 @staticmethod
-                def remote(job, options, threads):
+                def remote(job, options, threads, flags):
                     ref = object()
                     in_flight.add(ref)
                     seen.append(len(in_flight))
@@ -195,7 +195,7 @@ def test_ray_runs_no_more_tasks_at_once_than_workers(style, tmp_path, monkeypatc
 @pytest.mark.parametrize("name, value", [("workers", 0), ("chunk_frames", -5)])
 def test_batch_refuses_counts_below_one(style, tmp_path, name, value):
     clip = write_mp4(tmp_path / "clip.mp4", frames(3))
-    with pytest.raises(VStyleError, match=f"--{name.replace('_', '-')} must be at least 1"):
+    with pytest.raises(VStyleError, match=f"{name} must be at least 1"):
         run_batch([clip], [style], tmp_path / "out", Options(weights="random"), **{name: value})
     assert not (tmp_path / "out").exists()
 
@@ -372,7 +372,7 @@ def test_a_chunk_another_batch_is_running_is_not_removed(style, tmp_path):
 @pytest.mark.parametrize("flag", ["loop", "preserve_colors"])
 def test_chunks_refuse_options_that_need_the_whole_clip(style, tmp_path, flag):
     clip = write_mp4(tmp_path / "long.mp4", frames(12))
-    with pytest.raises(VStyleError, match="need each clip in one piece.*leave out --chunk-frames"):
+    with pytest.raises(VStyleError, match="need each clip in one piece.*leave out chunk_frames"):
         run_batch([clip], [style], tmp_path / "out", Options(weights="random", **{flag: True}),
                   chunk_frames=5)
     assert not (tmp_path / "out").exists()

@@ -376,6 +376,7 @@ def run_in_process(args, cwd: Path, monkeypatch, capsys) -> subprocess.Completed
     monkeypatch.setattr(sys, "argv", ["vstyle", *map(str, args)])
     monkeypatch.setattr(cli.signal, "signal", lambda *a: None)  # leave pytest's handlers
     monkeypatch.setattr(cli.warnings, "showwarning", cli.warnings.showwarning)  # restored after
+    monkeypatch.setattr(vstyle.errors, "_FLAGS", False)  # main() names options as flags
     monkeypatch.setattr(cli, "BATCH", False)  # main() sets it for `vstyle batch`
     capsys.readouterr()
     code = 0
@@ -468,6 +469,7 @@ def test_ctrl_c_before_the_frames_is_exit_130(clip, style, tmp_path, monkeypatch
     monkeypatch.setattr(vstyle, "stylize", interrupted)
     monkeypatch.setattr(cli.signal, "signal", lambda *args: None)  # leave pytest's handlers
     monkeypatch.setattr(cli.warnings, "showwarning", cli.warnings.showwarning)  # restored after
+    monkeypatch.setattr(vstyle.errors, "_FLAGS", False)  # main() names options as flags
     monkeypatch.setattr(sys, "argv", ["vstyle", str(clip), str(style), "-o",
                                       str(tmp_path / "out.gif")])
     with pytest.raises(SystemExit) as exit:
@@ -535,7 +537,7 @@ def test_weights_set_in_the_environment_are_named_so(tmp_path, clip, style):
                      env={"VSTYLE_WEIGHTS": "bogus.pth"})
     assert result.returncode == 1 and error_line(result) == (
         "error: weights file bogus.pth (set by VSTYLE_WEIGHTS) not found: pass --weights "
-        "imagenet, random or the path of a VGG19 state dict (.pth)")
+        "imagenet, --weights random or the path of a VGG19 state dict (.pth)")
     assert not (tmp_path / "out.gif").exists()
     # a shell's stray space is not part of the value
     ok(run_cli(clip, style, "-o", tmp_path / "out.gif", *FAST, env={"VSTYLE_WEIGHTS": " random"}))

@@ -90,7 +90,7 @@ def test_stylize_image_takes_grey_and_float_arrays_and_refuses_others(clip, styl
 def test_the_least_size_suggested_is_the_least_that_works(size):
     least = media.min_long_side(size)
     assert media.frame_size(size, least)  # no error
-    with pytest.raises(vstyle.VStyleError, match=f"use --size {least} or more"):
+    with pytest.raises(vstyle.VStyleError, match=f"use size={least} or more"):
         media.frame_size(size, least - 1)
 
 
@@ -116,15 +116,15 @@ def test_a_style_image_too_small_or_too_narrow_is_warned_of(shape, says):
 
 
 @pytest.mark.parametrize("values, says", [
-    (dict(style_size=64, style_scale=2.0), "ignored: --style-scale (--style-size sets"),
-    (dict(min_iterations=20, iterations=6), "ignored: --min-iterations 20 on the frames after"),
-    (dict(warm_start="previous", temporal_frames=(1, 2)), "ignored: --temporal-frames (the "
+    (dict(style_size=64, style_scale=2.0), "ignored: style_scale (style_size sets"),
+    (dict(min_iterations=20, iterations=6), "ignored: min_iterations=20 on the frames after"),
+    (dict(warm_start="previous", temporal_frames=(1, 2)), "ignored: temporal_frames (the "
                                                           "temporal loss follows the optical"),
-    (dict(warm_start="none", temporal_weight=50.0), "ignored: --temporal-weight (the temporal "
+    (dict(warm_start="none", temporal_weight=50.0), "ignored: temporal_weight (the temporal "
                                                     "loss follows the optical flow: it needs "
-                                                    "--warm-start flow)"),
-    (dict(temporal_frames=(1, 2), temporal_weight=0.0), "ignored: --temporal-frames "
-                                                        "(--temporal-weight 0 turns")])
+                                                    "warm_start='flow')"),
+    (dict(temporal_frames=(1, 2), temporal_weight=0.0), "ignored: temporal_frames "
+                                                        "(temporal_weight=0 turns")])
 def test_an_option_another_makes_moot_is_said_to_be_ignored(values, says):
     with pytest.warns(vstyle.VStyleWarning, match=re.escape(says)) as said:
         vstyle.Options(**values).validate()
@@ -137,7 +137,7 @@ def test_an_option_another_makes_moot_is_said_to_be_ignored(values, says):
 
 
 def test_style_layer_weights_all_zero_are_refused():
-    with pytest.raises(vstyle.VStyleError, match="--style-layer-weights needs at least one "
+    with pytest.raises(vstyle.VStyleError, match="style_layer_weights needs at least one "
                                                  "weight above 0"):
         vstyle.Options(style_layer_weights=(0, 0, 0, 0, 0)).validate()
 
@@ -162,7 +162,7 @@ def test_start_and_end_take_seconds_or_clock_times(text, seconds):
 
 @pytest.mark.parametrize("text", ["x", "1:70", "-3", "1:2:3:4", "", "1:-5"])
 def test_a_start_that_is_no_time_is_refused(text):
-    with pytest.raises(vstyle.VStyleError, match=r"--start .* is not a time: pass seconds"):
+    with pytest.raises(vstyle.VStyleError, match=r"start='.*' is not a time: pass seconds"):
         vstyle.Options(start=text)
 
 
@@ -193,11 +193,11 @@ def test_average_pooling_replaces_max_pooling():
 
 @pytest.mark.parametrize("error, message", [
     (torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
-     "out of GPU memory.*smaller --size"),
+     "out of GPU memory.*smaller size or device='cpu'"),
     (RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't "
                   "allocate memory: you tried to allocate 4000000000000 bytes"),
-     "out of memory at --size 32.*smaller size"),
-    (MemoryError(), "out of memory at --size 32")], ids=["gpu", "cpu", "numpy"])
+     "out of memory at size=32.*smaller size"),
+    (MemoryError(), "out of memory at size=32")], ids=["gpu", "cpu", "numpy"])
 def test_out_of_memory_is_one_line_with_a_fix(clip, style, tmp_path, monkeypatch, error,
                                               message):
     def oom(*args, **kwargs):

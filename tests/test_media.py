@@ -364,12 +364,12 @@ def test_gif_real_clip_keeps_its_timing(tmp_path):
 
 def test_large_gif_warns(tmp_path, monkeypatch):
     monkeypatch.setattr(media, "LARGE_GIF_BYTES", 100)
-    with pytest.warns(VStyleWarning, match="--size or --fps"):
+    with pytest.warns(VStyleWarning, match="size or fps"):
         media.write_output(moving_square(2), tmp_path / "out.gif", "gif", Timing(10.0, None))
 
 
 def test_gif_faster_than_browsers_play_warns(tmp_path):
-    with pytest.warns(VStyleWarning, match="--fps 50"):
+    with pytest.warns(VStyleWarning, match="fps=50"):
         media.write_output(moving_square(3), tmp_path / "out.gif", "gif", Timing(100.0, None))
     assert media.gif_info(tmp_path / "out.gif")[1] == [20, 20, 20]
 
@@ -505,8 +505,8 @@ def test_start_and_end_cut_a_clip_by_time(tmp_path, kind):
     assert capped.n_frames == 2 and np.array_equal(next(capped.frames()), whole[first])
     assert media.open_source(path, start=0.35).n_frames == 12 - first  # to the end
     assert len(list(cut.window(1, 3).frames())) == 2  # a batch's chunk of a cut clip
-    with pytest.raises(VStyleError, match=r"--start 5 s is past the last frame of .* \(1.2 s long\): "
-                                          "pass an earlier --start"):
+    with pytest.raises(VStyleError, match=r"start=5 s is past the last frame of .* \(1.2 s long\): "
+                                          "pass an earlier start"):
         media.open_source(path, start=5)
 
 
@@ -605,8 +605,8 @@ def test_the_sound_starts_with_the_first_frame_after_start(tmp_path):
 
 def test_a_cut_that_holds_no_frame_says_so(tmp_path):
     path = write_video(tmp_path / "clip.mp4", moving_square(12), 10)
-    with pytest.raises(VStyleError, match="no frame of video .*clip.mp4 starts between --start "
-                                          "0.41 s and --end 0.43 s: widen the range"):
+    with pytest.raises(VStyleError, match="no frame of video .*clip.mp4 starts between start="
+                                          "0.41 s and end=0.43 s: widen the range"):
         media.open_source(path, start=0.41, end=0.43)
     assert media.open_source(path, start="0:00.35").n_frames == 8  # times as the CLI takes them
     assert vstyle.Options(start=None).validate().start == 0

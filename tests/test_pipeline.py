@@ -223,13 +223,13 @@ def test_changed_options_start_fresh(clip, style, tmp_path):
                             on_event=lambda e: e.kind == "notice" and notices.append(e.message),
                             keep_work=True, **{**TINY, "style_weight": 10.0})
     assert result.reused == 0 and notices == [
-        "--style-weight changed since the last run: starting fresh"]  # says what changed
+        "style_weight changed since the last run: starting fresh"]  # says what changed
     notices.clear()
     iio.imwrite(tmp_path / "other.png", np.full((16, 16, 3), 90, np.uint8))
     vstyle.stylize(clip, tmp_path / "other.png", tmp_path / "b.gif", max_frames=2, work_dir=work,
                    keep_work=True, on_event=lambda e: e.kind == "notice" and
                    notices.append(e.message), **{**TINY, "style_weight": 20.0})
-    assert notices == ["--style-weight, the style images changed since the last run: starting "
+    assert notices == ["style_weight, the style images changed since the last run: starting "
                        "fresh"]
 
 
@@ -266,7 +266,7 @@ def test_a_large_size_on_the_cpu_says_how_to_go_faster(clip, style, tmp_path):
                            work_dir=tmp_path / str(values), **{**TINY, **values})
         return said
     assert notices(size=512) == ["no CUDA GPU found: running on the CPU, many times slower "
-                                 "than on a GPU; --size 256 would run about 4x faster"]
+                                 "than on a GPU; size=256 would run about 4x faster"]
     assert notices(size=512, device="cpu") == []  # asked for: no news
     assert notices(size=256) == []
 
@@ -300,11 +300,11 @@ def test_folders_a_run_made_for_its_work_go_with_it(clip, style, tmp_path):
     vstyle.stylize(clip, style, root / "mine" / "new" / "c.gif", max_frames=2, **TINY)
     assert [p.name for p in (root / "mine" / "new").iterdir()] == ["c.gif"]
     with pytest.raises(vstyle.VStyleError, match=r"work folder .*a.gif is a file: pass "
-                                                 r"--work-dir with a new or empty folder"):
+                                                 r"work_dir with a new or empty folder"):
         vstyle.stylize(clip, style, root / "d.gif", max_frames=2, work_dir=root / "a.gif",
                        **TINY)
     # a folder output holds frames only: its work folder is found a place elsewhere first
-    with pytest.raises(vstyle.VStyleError, match="--work-dir .*work is inside the output folder"):
+    with pytest.raises(vstyle.VStyleError, match="work_dir='.*work' is inside the output folder"):
         vstyle.stylize(clip, style, root / "frames", max_frames=2,
                        work_dir=root / "frames" / "work", **TINY)
     assert not (root / "frames").exists()
@@ -506,4 +506,4 @@ def test_restart_ignores_finished_frames_and_keep_work_keeps_them(clip, style, t
     result = vstyle.stylize(clip, style, tmp_path / "b.gif", max_frames=3, work_dir=work,
                             restart=True, on_event=lambda e: e.kind == "notice" and
                             notices.append(e.message), **TINY)
-    assert result.reused == 0 and notices == ["--restart: starting fresh"] and not work.exists()
+    assert result.reused == 0 and notices == ["restart: starting fresh"] and not work.exists()

@@ -28,7 +28,8 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from . import media
-from .errors import VStyleError, VStyleWarning, plural, warn
+from .errors import (VStyleError, VStyleWarning, name_options_as_flags, opt,
+                     options_named_as_flags, plural, warn)
 from .options import Options
 from .video import (WORK_SUFFIX, audio_for, default_work_dir, manifest, stylize,
                     written_size)
@@ -393,15 +394,15 @@ def run_batch(inputs: list[Path], styles: Sequence[Path] | Sequence[Sequence[Pat
     locally, as many as the Ray cluster takes). on_plan gets the jobs before they start,
     on_done each one's result as it ends."""
     options = options.validate()
-    for name, value in (("workers", workers), ("chunk-frames", chunk_frames)):
+    for name, value in (("workers", workers), ("chunk_frames", chunk_frames)):
         if value is not None and value < 1:
-            raise VStyleError(f"--{name} must be at least 1 (got {value})")
+            raise VStyleError(f"{opt(name)} must be at least 1 (got {value})")
     if chunk_frames and (options.loop or options.preserve_colors):
-        raise VStyleError("--loop and --preserve-colors need each clip in one piece (the last "
-                          "frames lead into frame 1; colours are matched to frame 1): leave out "
-                          "--chunk-frames")
+        raise VStyleError(f"{opt('loop')} and {opt('preserve_colors')} need each clip in one "
+                          "piece (the last frames lead into frame 1; colours are matched to "
+                          f"frame 1): leave out {opt('chunk_frames')}")
     if chunk_frames and chunk_frames < 4 * OVERLAP:
-        warn(f"--chunk-frames {chunk_frames}: each chunk after the first also paints "
+        warn(f"{opt('chunk_frames', chunk_frames)}: each chunk after the first also paints "
              f"the {min(OVERLAP, chunk_frames)} frames before it, to blend the join, so "
              f"chunks this short redo {min(OVERLAP, chunk_frames) / chunk_frames:.0%} "
              "more frames; a few hundred is usual")
@@ -457,7 +458,8 @@ def _run_local(jobs: list[Job], options, workers: int | None, _address):
     cards = multiprocessing.Queue() if gpus else None
     for k in range(workers if gpus else 0):
         cards.put(k % gpus)
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(cards,))
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init,
+                               initargs=(cards, options_named_as_flags()))
     try:
         futures = {pool.submit(_worker_job, job, options): i
                    for i, job in enumerate(jobs)}
@@ -467,7 +469,8 @@ def _run_local(jobs: list[Job], options, workers: int | None, _address):
         stop_pool(pool)
         if isinstance(e, BrokenProcessPool):
             raise VStyleError("a batch worker process died (out of memory?): run the same "
-                              "command again with fewer --workers; finished inputs are skipped"
+                              f"command again with fewer {opt('workers')}; finished inputs are "
+                              "skipped"
                               ) from None
         raise
     pool.shutdown()
@@ -496,10 +499,11 @@ _IN_JOB = False  # in a worker process: whether a job is running
 _DEVICE: str | None = None  # in a worker process: its GPU
 
 
-def _worker_init(cards) -> None:
+def _worker_init(cards, flags: bool) -> None:
     """A worker takes its GPU, ignores Ctrl-C (the parent stops it, with SIGTERM) and on
     SIGTERM stops its job the way Ctrl-C stops a single run, or exits at once when idle."""
     global _DEVICE
+    name_options_as_flags(flags)  # a spawned worker starts with the library's keywords
     if cards is not None:
         _DEVICE = f"cuda:{cards.get()}"
     # A forked worker inherits the CLI's warning printer, whose console lock another thread of
@@ -535,7 +539,7 @@ def _run_ray(jobs: list[Job], options, workers: int | None, address: str | None)
     try:
         import ray
     except ImportError:
-        raise VStyleError("--ray needs Ray: pip install 'vstyle[ray]'") from None
+        raise VStyleError("Ray is not installed: pip install 'vstyle[ray]'") from None
     ray.init(address=address or None, ignore_reinit_error=True, log_to_driver=False,
              include_dashboard=False, configure_logging=False)
     pending: dict = {}
@@ -547,7 +551,7 @@ def _run_ray(jobs: list[Job], options, workers: int | None, address: str | None)
         while waiting or pending:
             while waiting and len(pending) < (workers or len(jobs)):
                 i, job = waiting.pop(0)
-                pending[task.remote(job, options, threads)] = i
+                pending[task.remote(job, options, threads, options_named_as_flags())] = i
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
                 yield pending.pop(ref), ray.get(ref)
@@ -573,9 +577,10 @@ def ray_shape(resources: dict, nodes: list[dict], workers: int | None) -> tuple[
     return 0, max(fits, default=1)
 
 
-def _ray_job(job: Job, options: Options, threads: int):
+def _ray_job(job: Job, options: Options, threads: int, flags: bool):
     # A Ray worker process runs task after task: its torch keeps the thread count it started
     # with, so set this task's share of the cores.
+    name_options_as_flags(flags)
     if options.device == "cpu" or not _gpu_count():
         import torch
         torch.set_num_threads(threads)

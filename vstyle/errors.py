@@ -25,6 +25,40 @@ def warn(message: str) -> None:
     warnings.warn(message, VStyleWarning, stacklevel=level)
 
 
+# How messages name an option: as a Python keyword (size=256) for a library caller, or as a
+# command-line flag (--size 256), which the command line switches to before it runs anything.
+_FLAGS = False
+_UNSET = object()
+
+
+def name_options_as_flags(flags: bool = True) -> None:
+    """Say options as command-line flags in messages from now on (the CLI; its batch workers)."""
+    global _FLAGS
+    _FLAGS = flags
+
+
+def options_named_as_flags() -> bool:
+    return _FLAGS
+
+
+def opt(name: str, value=_UNSET) -> str:
+    """An option, with its value, as the user gives it: `--size 256` on the command line,
+    `size=256` from Python. A value in capitals is a placeholder (FILE), left unquoted."""
+    name = name.replace("-", "_")
+    if _FLAGS:
+        flag = "--" + name.replace("_", "-")
+        return flag if value is _UNSET else f"{flag} {_number(value)}"
+    if value is _UNSET:
+        return name
+    if isinstance(value, os.PathLike) or (isinstance(value, str) and not value.isupper()):
+        return f"{name}={str(value)!r}"
+    return f"{name}={_number(value)}"
+
+
+def _number(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def listed(words: list[str]) -> str:
     """'a', 'a and b', 'a, b and c': names in a message."""
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]

@@ -30,7 +30,7 @@ import imageio_ffmpeg
 import numpy as np
 from PIL import Image, ImageOps
 
-from .errors import VStyleError, listed, plural, warn
+from .errors import VStyleError, listed, opt, plural, warn
 from .options import MAX_SIZE, seconds
 
 # what ffmpeg decodes: phones, cameras (.mts/.m2ts: AVCHD), broadcast (.ts), older web video
@@ -269,9 +269,9 @@ def frame_size(size: tuple[int, int], long_side: int) -> tuple[int, int]:
     short = round(min(w, h) * long_side / max(w, h))
     if short < 16:
         needed = min_long_side(size)
-        fix = (f"use --size {needed} or more" if needed <= MAX_SIZE else
-               f"even --size {MAX_SIZE} cannot: crop or pad the input")
-        raise VStyleError(f"--size {long_side} makes the {w}x{h} frames {short} px on their "
+        fix = (f"use {opt('size', needed)} or more" if needed <= MAX_SIZE else
+               f"even {opt('size', MAX_SIZE)} cannot: crop or pad the input")
+        raise VStyleError(f"{opt('size', long_side)} makes the {w}x{h} frames {short} px on their "
                           f"short side; VGG19 needs 16: {fix}")
     return fit_size(size, long_side)
 
@@ -426,8 +426,8 @@ def _open_video(path: Path, max_frames: int | None = None, fps: float | None = N
     except Exception as error:  # anything ffmpeg raises: the file is unusable
         raise _unreadable_video(path, error) from None
     if not n and end is not None:
-        raise VStyleError(f"no frame of video {path} starts between --start {start:g} s and "
-                          f"--end {end:g} s: widen the range")
+        raise VStyleError(f"no frame of video {path} starts between {opt('start', start)} s "
+                          f"and {opt('end', end)} s: widen the range")
     if not n and start:
         raise _past_the_end(path, "video", start, meta.get("duration"))
     if not n:
@@ -496,15 +496,16 @@ def _timeline(resample: str, start: float = 0.0, end: float | None = None,
 
 def _past_the_end(path: Path, what: str, start: float, length: float | None) -> VStyleError:
     long = f" ({length:g} s long)" if length else ""
-    return VStyleError(f"--start {start:g} s is past the last frame of {what} {path}{long}: "
-                       "pass an earlier --start")
+    return VStyleError(f"{opt('start', start)} s is past the last frame of {what} {path}"
+                       f"{long}: pass an earlier {opt('start')}")
 
 
 def _cut(source: Source, start: float, end: float | None) -> Source:
     """An animation's or a folder's frames from the one on screen at `start` to the last that
     starts before `end` (a video is cut by ffmpeg as it is read: _count_cut)."""
     if source.kind == "image":
-        raise VStyleError(f"--start and --end cut clips; {source.path} is one image: leave them out")
+        raise VStyleError(f"{opt('start')} and {opt('end')} cut clips; {source.path} is one "
+                          "image: leave them out")
     durations = source.timing.durations_ms
     starts = ([t / 1000 for t in accumulate(durations, initial=0)] if durations is not None
               else [i / source.timing.fps for i in range(source.n_frames + 1)])
@@ -643,7 +644,7 @@ def _video_frames(source: Source) -> Iterator[np.ndarray]:
             data = _decode_step(source, reader)
             if data is None:
                 raise VStyleError(f"video {source.path} ended after {i} of {source.n_frames} frames: "
-                                  "re-export it or pass --max-frames")
+                                  f"re-export it or pass {opt('max_frames')}")
             yield np.frombuffer(data, np.uint8).reshape(h, w, 3).copy()
     finally:
         reader.close()  # stops ffmpeg when the caller quits early
@@ -874,8 +875,8 @@ def _gif_delays(timing: Timing, n: int) -> list[int]:
     delays = _delays(timing, n, 10)
     if min(delays) < 2:
         warn("GIF frames shorter than 20 ms play at 100 ms in browsers, so they are set "
-             "to 20 ms and the GIF runs slow: pass --fps 50 or less, or write .webp or "
-             ".mp4")
+             f"to 20 ms and the GIF runs slow: pass {opt('fps', 50)} or less, or write .webp "
+             "or .mp4")
     return [max(2, d) for d in delays]
 
 
@@ -945,18 +946,19 @@ def check_output(output: Path, source: Source, style_paths: Sequence[Path] = (),
     kind = output_kind(output)
     if kind == "image" and source.n_frames > 1:
         raise VStyleError(f"output {output} is a still image but the input has {source.n_frames} "
-                          "frames: write .gif, .webp, .mp4 or a folder (or add --max-frames 1 to "
-                          "try the look on the first frame)")
+                          "frames: write .gif, .webp, .mp4 or a folder (or add "
+                          f"{opt('max_frames', 1)} to try the look on the first frame)")
     longest = max(source.timing.durations_ms or [1000 / source.timing.fps])
     if kind in FRAME_MAX_MS and longest > FRAME_MAX_MS[kind]:
         raise VStyleError(f"output {output}: a frame lasts {longest / 1000:g} s, longer than a "
                           f"{kind.upper()} frame can ({FRAME_MAX_MS[kind] / 1000:g} s): write "
-                          f"{'.webp or ' if kind == 'gif' else ''}.mp4, or raise --fps")
+                          f"{'.webp or ' if kind == 'gif' else ''}.mp4, or raise {opt('fps')}")
     if kind == "webp" and frame_size and \
             source.n_frames * frame_size[0] * frame_size[1] * 4 > WEBP_MAX_BYTES:
         raise VStyleError(f"output {output}: {source.n_frames} frames at {frame_size[0]}x"
                           f"{frame_size[1]} are too many for a WebP, which is encoded in memory: "
-                          "write .mp4, or make it shorter with --max-frames or --fps")
+                          f"write .mp4, or make it shorter with {opt('max_frames')} or "
+                          f"{opt('fps')}")
     check_not_overwriting(output, "output", source, style_paths)
     if kind == "folder":
         _check_folder_target(output)
@@ -1270,4 +1272,4 @@ def write_output(frames: Callable[[], Iterable[np.ndarray]], output: Path, kind:
     if kind == "gif" and output.stat().st_size > LARGE_GIF_BYTES:
         warn(f"{output} is {output.stat().st_size / 2**20:.0f} MB, too large to share "
              "easily: write .webp (smaller, full colour) or .mp4, or shrink it with "
-             "--size or --fps")
+             f"{opt('size')} or {opt('fps')}")

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import losses
-from .errors import VStyleError, plural, warn
+from .errors import VStyleError, opt, plural, warn
 from .lbfgs import LBFGS
 from .options import Options
 from .vgg import VGGFeatures, block_of, load_features, resolve_device
@@ -168,7 +168,7 @@ class Stylizer:
         self.styles = styles  # RGB uint8 images, already at their processing size
         blend = options.style_blend or (1.0,) * len(styles)
         if len(blend) != len(styles):
-            raise VStyleError(f"--style-blend has {plural(len(blend), 'weight')} for "
+            raise VStyleError(f"{opt('style_blend')} has {plural(len(blend), 'weight')} for "
                               f"{plural(len(styles), 'style image')}: give one weight per style")
         total = sum(blend) or 1.0
         self.blend = [w / total for w in blend]
@@ -361,8 +361,8 @@ def use_bf16(precision: str, device: torch.device) -> bool:
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         if precision == "auto":
             return False
-        raise VStyleError("--precision bf16: this GPU has no bfloat16 support; use "
-                          "--precision fp32")
+        raise VStyleError(f"{opt('precision', 'bf16')}: this GPU has no bfloat16 support; "
+                          f"use {opt('precision', 'fp32')}")
     return True
 
 
@@ -408,7 +408,8 @@ def run_optimizer(init: torch.Tensor, step: Callable, max_iterations: int, o: Op
         if not np.isfinite(loss):  # a result made of NaNs is no result
             raise VStyleError(f"the loss became {loss} at iteration {i}: the weights file gives "
                               "numbers float32 cannot hold, or the loss weights are too large; "
-                              "check --weights, or lower --style-weight and --content-weight")
+                              f"check {opt('weights')}, or lower {opt('style_weight')} and "
+                              f"{opt('content_weight')}")
         if i >= max(o.min_iterations, WINDOW + 1) and o.tol > 0:
             before = history[-WINDOW - 1]
             if before - loss < o.tol * abs(before):

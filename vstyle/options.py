@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
-from .errors import VStyleError, listed, warn
+from .errors import VStyleError, listed, opt, warn
 
 STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 CONTENT_LAYERS = ("conv4_2",)
@@ -32,7 +32,7 @@ def seconds(value: str | float | None, name: str) -> float | None:
         if len(parts) > 3 or any(p < 0 for p in parts) or any(p >= 60 for p in parts[1:]):
             raise ValueError
     except ValueError:
-        raise VStyleError(f"--{name} {value!r} is not a time: pass seconds (90, 7.5) or "
+        raise VStyleError(f"{opt(name, str(value))} is not a time: pass seconds (90, 7.5) or "
                           "[HH:]MM:SS (1:30, 0:01:30.5)") from None
     return sum(p * 60 ** k for k, p in enumerate(reversed(parts)))
 
@@ -201,7 +201,7 @@ class Options:
     def validate(self) -> "Options":
         """Refuse absurd values in one line each, before any work is done."""
         def bad(name: str, why: str):
-            raise VStyleError(f"{flag(name)} {why}")
+            raise VStyleError(f"{opt(name)} {why}")
 
         for name in ("first_iterations", "iterations", "scales"):
             if getattr(self, name) < 1:
@@ -222,8 +222,8 @@ class Options:
         most = len({max(32, self.size >> k) for k in range(self.size.bit_length())}) \
             if self.size >= 32 else 1
         if self.scales > most:
-            bad("scales", f"{self.scales} at --size {self.size}: at most {most} (each scale halves "
-                "the first frame, down to 32 px)")
+            bad("scales", f"{self.scales} at {opt('size', self.size)}: at most {most} (each "
+                "scale halves the first frame, down to 32 px)")
         if self.min_iterations < 0:
             bad("min_iterations", f"must be 0 or more (got {self.min_iterations})")
         for name in ("content_weight", "style_weight", "tv_weight", "temporal_weight", "tol"):
@@ -250,7 +250,8 @@ class Options:
         if not math.isfinite(self.start) or self.start < 0:
             bad("start", f"must be a time of 0 or more (got {self.start})")
         if self.end is not None and (not math.isfinite(self.end) or self.end <= self.start):
-            bad("end", f"must come after --start (got {self.end:g} s, --start {self.start:g} s)")
+            bad("end", f"must come after {opt('start')} (got {self.end:g} s, "
+                       f"{opt('start', self.start)} s)")
         if self.max_frames is not None and self.max_frames < 1:
             bad("max_frames", f"must be at least 1 (got {self.max_frames})")
         if not 0 <= self.crf <= 51:
@@ -276,7 +277,7 @@ class Options:
         if not self.weights.strip():
             bad("weights", "is empty: use imagenet, random or the path of a VGG19 state dict")
         if not self.content_layers or not self.style_layers:
-            bad("style_layers", "and --content-layers need at least one layer each")
+            bad("style_layers", f"and {opt('content_layers')} need at least one layer each")
         self._warn_ignored()
         return self
 
@@ -289,18 +290,19 @@ class Options:
         """Options that another one makes moot: said, not silently dropped."""
         ignored = []
         if self.style_size is not None and self.style_scale != 1.0:
-            ignored.append("--style-scale (--style-size sets the style's size)")
+            ignored.append(f"{opt('style_scale')} ({opt('style_size')} sets the style's size)")
         if self.iterations < self.min_iterations and self.changed("min_iterations"):
-            ignored.append(f"--min-iterations {self.min_iterations} on the frames after the "
-                           f"first (--iterations {self.iterations} ends them first)")
+            ignored.append(f"{opt('min_iterations', self.min_iterations)} on the frames after "
+                           f"the first ({opt('iterations', self.iterations)} ends them first)")
         # --loop's pull towards frame 1 is weighed by --temporal-weight in every warm start
-        temporal = [flag(name) for name in self.changed("temporal_weight", "temporal_frames")
+        temporal = [opt(name) for name in self.changed("temporal_weight", "temporal_frames")
                     if not (name == "temporal_weight" and self.loop)]
         if self.warm_start != "flow" and temporal:
             ignored.append(f"{listed(temporal)} (the temporal loss follows the optical "
-                           "flow: it needs --warm-start flow)")
+                           f"flow: it needs {opt('warm_start', 'flow')})")
         elif self.changed("temporal_frames") and self.temporal_weight == 0:
-            ignored.append("--temporal-frames (--temporal-weight 0 turns the temporal loss off)")
+            ignored.append(f"{opt('temporal_frames')} ({opt('temporal_weight', 0)} turns the "
+                           "temporal loss off)")
         for what in ignored:
             warn(f"ignored: {what}")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import VStyleError, plural, warn
+from .errors import VStyleError, opt, plural, warn
 
 # torchvision's ImageNet normalization: its VGG19 expects RGB in [0, 1] normalized this way.
 MEAN = (0.485, 0.456, 0.406)
@@ -44,7 +44,7 @@ def load_features(weights: str, seed: int = 0) -> nn.Sequential:
     """vgg19().features with weights from 'imagenet' (torchvision's cache), 'random' or a file."""
     if weights == "random":
         warn("random VGG19 weights: the mechanics run, but the result will not look "
-             "like the style (use --weights imagenet for real results)")
+             f"like the style (use {opt('weights', 'imagenet')} for real results)")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return vgg19_features(init=True)
@@ -74,8 +74,8 @@ def _imagenet_features() -> nn.Sequential:
         raise VStyleError(
             f"could not {'read' if had_file else 'download'} VGG19's ImageNet weights "
             f"({reason}): download {WEIGHTS_FILE} "
-            f"(~550 MB) into {cached.parent}/ or pass --weights FILE (--weights random runs the "
-            "pipeline without them, for a try)") from None
+            f"(~550 MB) into {cached.parent}/ or pass {opt('weights', 'FILE')} "
+            f"({opt('weights', 'random')} runs the pipeline without them, for a try)") from None
     return model.features
 
 
@@ -92,8 +92,8 @@ def _file_features(path: Path) -> nn.Sequential:
     name = f"weights file {path}{' (set by VSTYLE_WEIGHTS)' if from_env else ''}"
     if not path.is_file():
         where = "is a folder" if path.is_dir() else "not found"
-        raise VStyleError(f"{name} {where}: pass --weights imagenet, random or the path of a "
-                          "VGG19 state dict (.pth)")
+        raise VStyleError(f"{name} {where}: pass {opt('weights', 'imagenet')}, "
+                          f"{opt('weights', 'random')} or the path of a VGG19 state dict (.pth)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
@@ -117,7 +117,7 @@ def _file_features(path: Path) -> nn.Sequential:
     if missing:
         raise VStyleError(f"{name} is not a VGG19 state dict (missing {missing[0]}"
                           f"{' and more' if len(missing) > 1 else ''}): pass torchvision's "
-                          f"{WEIGHTS_FILE} or --weights imagenet")
+                          f"{WEIGHTS_FILE} or {opt('weights', 'imagenet')}")
     for key, tensor in expected.items():
         if tuple(state[key].shape) != tuple(tensor.shape):
             raise VStyleError(f"{name} has the wrong shape for {key} "
@@ -195,11 +195,11 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise VStyleError(f"--device {name} asked for, but no CUDA GPU is visible: "
-                              "use --device cpu (or auto)")
+            raise VStyleError(f"{opt('device', name)} asked for, but no CUDA GPU is visible: "
+                              f"use {opt('device', 'cpu')} (or 'auto')")
         device = torch.device(name)
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise VStyleError(f"--device {name}: there are only "
+            raise VStyleError(f"{opt('device', name)}: there are only "
                               f"{plural(torch.cuda.device_count(), 'GPU')}; use cuda:0 … or auto")
         return device
-    raise VStyleError(f"--device {name!r} not understood: use auto, cpu, cuda or cuda:N")
+    raise VStyleError(f"{opt('device', name)} not understood: use auto, cpu, cuda or cuda:N")

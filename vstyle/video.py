@@ -22,7 +22,7 @@ from torch import nn
 
 from . import media, metrics
 from .colors import keep_chroma, match_colors
-from .errors import VStyleError, warn
+from .errors import VStyleError, opt, warn
 from .flow import FlowEstimator, Warp, beside_optimizer
 from .optimize import FrameStats, Stylizer, TemporalTarget, resize_tensor, to_image, to_tensor
 from .options import Options
@@ -175,7 +175,8 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
                 and max(size) >= SLOW_ON_CPU:
             faster = (max(size) / 256) ** 2  # the work grows with the pixels
             emit(Event("notice", message="no CUDA GPU found: running on the CPU, many times "
-                                         f"slower than on a GPU; --size 256 would run about "
+                                         f"slower than on a GPU; {opt('size', 256)} would run "
+                                         "about "
                                          f"{faster:.0f}x faster"))
         start = time.perf_counter()
         try:
@@ -186,8 +187,9 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
             emit(Event("start", n_frames=source.n_frames, frame=reused))
             if features is not None and source.n_frames == 1 and \
                     options.changed("iterations"):  # said once the run is sure to go ahead
-                warn(f"one frame: --iterations {options.iterations} is not used (a single frame "
-                     "is painted from scratch: --first-iterations sets its iterations)")
+                warn(f"one frame: {opt('iterations', options.iterations)} is not used (a single "
+                     f"frame is painted from scratch: {opt('first_iterations')} sets its "
+                     "iterations)")
             if features is not None:
                 run_frames(source, style_images, options, size, work, emit, device, features)
                 features = None  # the network's memory is free for the encoding
@@ -203,12 +205,12 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
                     "same command again to resume") if work.done else "nothing was written"
             raise Interrupted(f"interrupted: {kept}") from None
         except torch.cuda.OutOfMemoryError:
-            raise VStyleError(f"out of GPU memory at --size {options.size}: try a smaller --size "
-                              "or --device cpu") from None
+            raise VStyleError(f"out of GPU memory at {opt('size', options.size)}: try a smaller "
+                              f"{opt('size')} or {opt('device', 'cpu')}") from None
         except (MemoryError, RuntimeError) as error:  # torch's CPU allocator raises RuntimeError
             if not isinstance(error, MemoryError) and "can't allocate memory" not in str(error):
                 raise
-            sizes = f"--size {options.size}" + (f" and --style-size {options.style_size}"
+            sizes = opt("size", options.size) + (f" and {opt('style_size', options.style_size)}"
                                                  if options.style_size else "")
             raise VStyleError(f"out of memory at {sizes}: try a smaller size") from None
         finally:
@@ -240,18 +242,19 @@ def check_report(path: Path, output: Path, source: media.Source,
                  style_paths: list[Path]) -> None:
     """A report that cannot be written, or that would overwrite the input, a style image or
     the output, is found before the run, not after it."""
-    media.check_not_overwriting(path, "--report", source, style_paths)
+    media.check_not_overwriting(path, opt("report"), source, style_paths)
     if path.resolve() == output.resolve():
-        raise VStyleError(f"--report {path} is the output itself: give the report a name of "
+        raise VStyleError(f"{opt('report', path)} is the output itself: give the report a name of "
                           "its own, e.g. report.json")
     if media.output_kind(output) == "folder" and \
             path.resolve().is_relative_to(output.resolve()):  # the folder is replaced whole
-        raise VStyleError(f"--report {path} is inside the output folder {output}, which holds "
-                          f"the frames alone: write it beside, e.g. {output.parent / 'report.json'}")
+        raise VStyleError(f"{opt('report', path)} is inside the output folder {output}, which "
+                          "holds the frames alone: write it beside, e.g. "
+                          f"{output.parent / 'report.json'}")
     if path.is_dir():
-        raise VStyleError(f"--report {path} is a folder: give a file name, e.g. "
+        raise VStyleError(f"{opt('report', path)} is a folder: give a file name, e.g. "
                           f"{path / 'report.json'}")
-    media.check_writable(path, "folder for --report")
+    media.check_writable(path, f"folder for {opt('report')}")
 
 
 def check_work_dir(work_dir: Path, output: Path, report: str | Path | None) -> None:
@@ -259,12 +262,12 @@ def check_work_dir(work_dir: Path, output: Path, report: str | Path | None) -> N
     a folder output holds frames only."""
     for path, name in ((output, "output"), (report, "report")):
         if path is not None and Path(path).resolve().is_relative_to(work_dir.resolve()):
-            raise VStyleError(f"--work-dir {work_dir} would hold the {name} {path}, and the work "
-                              "folder is deleted when the run is done: put it elsewhere")
+            raise VStyleError(f"{opt('work_dir', work_dir)} would hold the {name} {path}, and "
+                              "the work folder is deleted when the run is done: put it elsewhere")
     if media.output_kind(output) == "folder" and \
             work_dir.resolve().is_relative_to(output.resolve()):
-        raise VStyleError(f"--work-dir {work_dir} is inside the output folder {output}, which "
-                          "holds only the frames: put it elsewhere")
+        raise VStyleError(f"{opt('work_dir', work_dir)} is inside the output folder {output}, "
+                          "which holds only the frames: put it elsewhere")
 
 
 def audio_for(source: media.Source, kind: str) -> Path | None:
@@ -613,10 +616,10 @@ def fit_style(style: np.ndarray, options: Options, frame_size: tuple[int, int],
     if size[0] * size[1] > 16 * w * h:  # over 4x each way: its strokes are a blur
         warn(f"a style image of {w}x{h} px is enlarged to {size[0]}x{size[1]} for "
              "this run: its texture will be blurred; use a larger painting or a "
-             "smaller --style-size")
+             f"smaller {opt('style_size')}")
     elif min(w, h) * long_side / max(w, h) < 11:  # its short side raised to 16: over 1.45x
         warn(f"a style image of {w}x{h} px is stretched to {size[0]}x{size[1]} (VGG19 "
-             "needs 16 px a side): use a less narrow painting or a larger --style-size")
+             f"needs 16 px a side): use a less narrow painting or a larger {opt('style_size')}")
     style = media.resize(style, size)
     return match_colors(style, first_content) if options.preserve_colors else style
 

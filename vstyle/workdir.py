@@ -15,9 +15,8 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from .errors import VStyleError
+from .errors import VStyleError, opt
 from .media import png_bytes
-from .options import flag
 
 VERSION = 2  # bump when old work folders become unusable (2: untagged HD video read as BT.709)
 LOCK = ".lock"  # held by the run using the folder
@@ -40,22 +39,23 @@ def fingerprint(path: Path, files: list[Path] | None = None) -> str:
 # what a manifest's entries are, for the line that says why a run starts fresh
 MANIFEST_NAMES = {"version": "vstyle's work folder version", "input": "the input",
                   "input_fingerprint": "the input file", "start": "the first frame",
-                  "frames": "the number of frames", "fps": "--fps", "styles": "the style images",
+                  "frames": "the number of frames", "styles": "the style images",
                   "frame_size": "the frame size"}
 
 
 def changes(old: dict, new: dict) -> str:
-    """What differs between two manifests, as a user would name it: options by their flags."""
+    """What differs between two manifests, as a user would name it (options as the user gives
+    them: flags or keywords)."""
     names = []
     for key in sorted(old.keys() | new.keys()):
         a, b = old.get(key), new.get(key)
         if a == b:
             continue
         if key == "options" and isinstance(a, dict) and isinstance(b, dict):
-            names += [flag(o) for o in sorted(a.keys() | b.keys())
+            names += [opt(o) for o in sorted(a.keys() | b.keys())
                       if a.get(o) != b.get(o)]
         else:
-            names.append(MANIFEST_NAMES.get(key, key))
+            names.append(opt(key) if key == "fps" else MANIFEST_NAMES.get(key, key))
     return ", ".join(names) or "the run"
 
 
@@ -86,7 +86,7 @@ def read_frame(path: Path) -> np.ndarray:
     """A stylized frame that vstyle wrote (PNG), as RGB uint8."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
-        raise VStyleError(f"work frame {path} is unreadable: run again with --restart (or "
+        raise VStyleError(f"work frame {path} is unreadable: run again with {opt('restart')} (or "
                           f"delete {path.parent})")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
@@ -98,7 +98,7 @@ class WorkDir:
         self.path = path
         self.notice = ""
         if path.exists() and not path.is_dir():
-            raise VStyleError(f"work folder {path} is a file: pass --work-dir with a new or "
+            raise VStyleError(f"work folder {path} is a file: pass {opt('work_dir')} with a new or "
                               "empty folder")
         # the outermost folder this run makes (the output's folder too, when the work folder
         # is beside the output): removed with the work folder if nothing else was put there
@@ -118,14 +118,14 @@ class WorkDir:
                 any(p.name != LOCK for p in path.iterdir()):
             self.close()
             raise VStyleError(f"work folder {path} already holds files that are not a vstyle "
-                              "run's: pass --work-dir with a new or empty folder")
+                              f"run's: pass {opt('work_dir')} with a new or empty folder")
         try:
             path.mkdir(parents=True, exist_ok=True)
             if self._lock is None:
                 self._lock = take_lock(path / LOCK)
             old = self._read_manifest()
             if old is not None and (restart or old != manifest):
-                self.notice = ("--restart: starting fresh" if restart else
+                self.notice = (f"{opt('restart')}: starting fresh" if restart else
                                f"{changes(old, manifest)} changed since the last run: "
                                "starting fresh")
                 self._clear()
@@ -133,7 +133,7 @@ class WorkDir:
                 write_atomic(path / "manifest.json", json.dumps(manifest, indent=1).encode())
         except OSError as e:
             raise VStyleError(f"cannot create work folder {path} ({e.strerror}): "
-                              "pass --work-dir DIR on a writable disk") from None
+                              f"pass {opt('work_dir', 'DIR')} on a writable disk") from None
         self.done = self._count_done()
 
     def _read_manifest(self) -> dict | None:
@@ -160,8 +160,8 @@ class WorkDir:
                 f.write(json.dumps({"frame": index + 1, **stats}) + "\n")
         except OSError as e:  # disk full, the folder removed under us
             raise VStyleError(f"cannot save frame {index + 1} in {self.path} ({e.strerror or e}): "
-                              "free some disk space or pass --work-dir DIR, then run the same "
-                              "command again to resume") from None
+                              f"free some disk space or pass {opt('work_dir', 'DIR')}, then run "
+                              "the same command again to resume") from None
         self.done = max(self.done, index + 1)
 
     def load(self, index: int) -> np.ndarray:
@@ -252,7 +252,7 @@ def take_lock(path: Path):
         f.close()
         if isinstance(e, BlockingIOError) or e.errno in (errno.EACCES, errno.EDEADLK):
             raise VStyleError(f"another vstyle run is working in {path.parent} (the same "
-                              "output or --work-dir): wait for it to finish, or stop it and run "
-                              "again to resume") from None
+                              f"output or {opt('work_dir')}): wait for it to finish, or stop "
+                              "it and run again to resume") from None
         return None
     return f
