@@ -97,9 +97,9 @@ HELP = ("Stylize a video, GIF, image folder or image with a painting (Gatys neur
         "options: vstyle batch --help).")
 BATCH_HELP = ("Stylize many inputs with the same options: files, folders of clips, or .txt lists "
               "of them, each into OUTDIR under its own name (<input>-<style>). The last path is "
-              "the style (a folder of paintings: each in turn); with --style-blend W1,W2 the last "
-              "two are. Run the same command again "
-              "to skip finished outputs and resume the others.")
+              "the style (or a folder of paintings: each input in each); with --style-blend "
+              "W1,W2 the last two are. Run the same command again to skip finished outputs and "
+              "resume the others.")
 
 
 @app.command(help=HELP)
@@ -239,17 +239,14 @@ def main_command(
                                      f"{plural(n, 'style image')} (one per --style-blend "
                                      "weight): got "
                                      f"{len(given)} paths in all")
-        from vstyle.batch import style_folder
-        looks = [[p] for p in style_folder(given[-1])] if n == 1 and given[-1].is_dir() \
-            else [given[-n:]]
-        for path in looks[0]:
-            if media.input_kind(path) != "image":
+        for path in given[-n:]:  # (a folder of paintings: run_batch reads it)
+            if media.input_kind(path) != "image" and not (n == 1 and path.is_dir()):
                 raise vstyle.VStyleError(
                     f"vstyle batch: {path} is no style image, yet the last "
                     f"{f'{n} paths are the styles' if n > 1 else 'path is the style'}"
                     f"{f' (one per --style-blend weight)' if n > 1 else ''}: put the painting"
                     f"{'s' * (n > 1)} last{' (or a folder of paintings)' * (n == 1)}")
-        run_batch(given[:-n], looks, output, options, quiet, workers, ray, ray_address,
+        run_batch(given[:-n], given[-n:], output, options, quiet, workers, ray, ray_address,
                   chunk_frames)
         return
     if refused := [flag(name) for name in BATCH_ONLY if name in typed]:
@@ -277,7 +274,7 @@ def main_command(
         err.print(escape(line))
 
 
-def run_batch(inputs: list[Path], looks: list[list[Path]], outdir: Optional[Path],
+def run_batch(inputs: list[Path], styles: list[Path], outdir: Optional[Path],
               options: Options, quiet: bool, workers: Optional[int], use_ray: bool,
               address: Optional[str], chunk_frames: Optional[int]) -> None:
     """`vstyle batch`: a bar over the whole batch, a table at the end, exit 1 if any failed."""
@@ -288,10 +285,10 @@ def run_batch(inputs: list[Path], looks: list[list[Path]], outdir: Optional[Path
     if outdir.suffix.lower() in OUTPUT_EXTS and not outdir.is_dir():
         raise vstyle.VStyleError(f"vstyle batch -o {outdir}: -o is the folder the outputs go "
                                  "in (each named after its input), not a file")
-    expanded = batch.expand_inputs(inputs, known=[*(p for look in looks for p in look), outdir])
+    expanded = batch.expand_inputs(inputs, known=[*styles, outdir])
     with BatchProgress(quiet, options) as view:
         try:
-            outcomes = batch.run_batch(expanded, looks, outdir, options,
+            outcomes = batch.run_batch(expanded, styles, outdir, options,
                                        workers=workers, use_ray=use_ray,
                                        ray_address=address, chunk_frames=chunk_frames,
                                        on_plan=view.plan, on_done=view.done)
@@ -299,9 +296,9 @@ def run_batch(inputs: list[Path], looks: list[list[Path]], outdir: Optional[Path
             raise Stopped("interrupted: run the same command again to go on (finished inputs "
                           "are skipped, the others resume)") from None
     failed = [o for o in outcomes if o.status == "failed"]
+    several = len({tuple(o.styles) for o in outcomes}) > 1  # a folder of paintings
     if not quiet:
         # paths wrap rather than end in an ellipsis
-        several = len(looks) > 1  # then each input shows once per style
         table = Table(Column("input", overflow="fold"),
                       *[Column("style", overflow="fold")] * several, "status", "frames",
                       Column("output / error", overflow="fold"))
@@ -311,10 +308,10 @@ def run_batch(inputs: list[Path], looks: list[list[Path]], outdir: Optional[Path
                           escape(o.error) if o.error else str(o.output))
         err.print(table)
     for o in failed:  # one line each, also with --quiet
-        look = f" with {'+'.join(p.name for p in o.styles)}" if len(looks) > 1 else ""
+        look = f" with {'+'.join(p.name for p in o.styles)}" if several else ""
         err.print(f"[red]failed:[/red] {escape(str(o.input))}{escape(look)}: {escape(o.error)}")
     if failed:
-        what = "outputs" if len(looks) > 1 else "inputs"
+        what = "outputs" if several else "inputs"
         raise vstyle.VStyleError(f"{len(failed)} of {len(outcomes)} {what} failed (see above); "
                                  "fix them and run the same command again: finished ones are skipped")
 
@@ -554,12 +551,19 @@ def read_as(batch: bool) -> None:
 
 def main() -> None:
     """Console entry point: one line per error, exit codes 1 (user error), 130 (interrupted)."""
+    name_options_as_flags()  # the library's messages say --size 256, not size=256
+    try:
+        run_command()
+    finally:  # a caller in the same process (a test) gets the library's keywords back
+        name_options_as_flags(False)
+
+
+def run_command() -> None:
     global BATCH
     BATCH = len(sys.argv) > 1 and sys.argv[1] == "batch"
     if BATCH:
         del sys.argv[1]
     read_as(BATCH)
-    name_options_as_flags()  # the library's messages say --size 256, not size=256
     warnings.showwarning = _show_warning
     signal.signal(signal.SIGINT, SIGINT_HANDLER)  # Ctrl-C: KeyboardInterrupt again
     signal.signal(signal.SIGTERM, _sigterm)

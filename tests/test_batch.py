@@ -52,6 +52,17 @@ def test_batch_one_bad_input_does_not_stop_the_others(three_clips, style, tmp_pa
     assert again.returncode == 1 and again.stderr.count("│ skipped") == 2
 
 
+def test_batch_workers_name_options_as_the_batch_does():
+    # a worker started afresh (spawn, forkserver) would speak the library's keywords
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from vstyle import batch, errors
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=batch._worker_init, initargs=(None, True)) as pool:
+        assert pool.submit(errors.opt, "size", 256).result() == "--size 256"
+    assert errors.opt("size", 256) == "size=256"
+
+
 def test_a_long_webp_fails_at_planning_not_after_its_chunks(style, tmp_path, monkeypatch):
     monkeypatch.setattr(media, "WEBP_MAX_BYTES", 100)
     clip = tmp_path / "long.webp"  # batch writes an input's own kind: a WebP
@@ -195,7 +206,7 @@ def test_ray_runs_no_more_tasks_at_once_than_workers(style, tmp_path, monkeypatc
 @pytest.mark.parametrize("name, value", [("workers", 0), ("chunk_frames", -5)])
 def test_batch_refuses_counts_below_one(style, tmp_path, name, value):
     clip = write_mp4(tmp_path / "clip.mp4", frames(3))
-    with pytest.raises(VStyleError, match=f"{name} must be at least 1"):
+    with pytest.raises(VStyleError, match=f"^{name} must be at least 1"):
         run_batch([clip], [style], tmp_path / "out", Options(weights="random"), **{name: value})
     assert not (tmp_path / "out").exists()
 
@@ -236,19 +247,28 @@ def test_batch_paints_every_input_with_each_painting_of_a_style_folder(three_cli
     assert [l.split(":")[1].strip() for l in failures] == \
         [f"{three_clips / 'c.mp4'} with p1.png", f"{three_clips / 'c.mp4'} with p2.jpg"]
     assert "error: 2 of 4 outputs failed" in result.stderr
-    # a painting added later: a rerun paints that one alone
+    # a painting added later: a rerun paints that one alone (the library reads the folder too)
     Image.fromarray(frames(1, 40, 40)[0][::-1]).save(paintings / "p3.png")
-    again = run_batch(expand_inputs([three_clips / "a.mp4"]),
-                      [[p] for p in paintings.iterdir() if p.suffix != ".txt"], out,
-                      Options(weights="random", size=32, iterations=3, first_iterations=4))
+    images = [Image.fromarray(f) for f in frames(2)]  # an animation is no painting: said
+    images[0].save(paintings / "moving.png", save_all=True, append_images=images[1:])
+    with pytest.warns(VStyleWarning, match=r"style folder .*paintings: left out moving.png "):
+        again = run_batch([three_clips / "a.mp4"], str(paintings), out, Options(
+            weights="random", size=32, iterations=3, first_iterations=4))  # FAST's
     assert sorted((o.output.name, o.status) for o in again) == \
         [("a-p1.mp4", "skipped"), ("a-p2.mp4", "skipped"), ("a-p3.mp4", "done")]
     empty = tmp_path / "empty"
     empty.mkdir()
     result = run_cli("batch", three_clips, empty, "-o", tmp_path / "out2", *FAST)
     assert result.returncode == 1 and not (tmp_path / "out2").exists()
-    assert result.stderr.strip() == f"error: style folder {empty} holds no still image: put " \
-        "the paintings in it (.jpg, .png, ...) or pass one by name"
+    assert result.stderr.strip() == f"error: style folder {empty} holds no still image: the " \
+        "last path is the style, one painting or a folder of paintings"
+    # a folder of clips given last, the style forgotten; OUTDIR among the paintings
+    with pytest.raises(VStyleError, match=r"style folder .*clips holds no still image, only "
+                                          r"a.mp4 and c.mp4: the last path is the style"):
+        run_batch([paintings / "p1.png"], three_clips, tmp_path / "out3", TINY)
+    with pytest.raises(VStyleError, match="the outputs would land among the paintings in"):
+        run_batch([three_clips / "a.mp4"], paintings, paintings, TINY)
+    assert not (tmp_path / "out3").exists() and len(list(paintings.iterdir())) == 5
 
 
 def test_plan_opens_an_input_once_for_all_its_looks_and_fails_clashing_ones(style, tmp_path,

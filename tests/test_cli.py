@@ -210,7 +210,7 @@ def _(d: Path):
 
 
 @bad("style is a folder", "style image paintings is a folder: pass one of its paintings, or "
-     "paint with each in turn: vstyle batch INPUT paintings -o OUTDIR")
+     "paint with each: vstyle batch INPUT paintings -o OUTDIR")
 def _(d: Path):
     (d / "paintings").mkdir()
     shutil.copy(d / "style.png", d / "paintings" / "a.png")
@@ -336,7 +336,7 @@ for flag, value, message in [
         ("--size", "9000", "--size must be at most 8192 px (got 9000)"),
         ("--style-size", "100000", "--style-size must be at most 8192 px (got 100000)"),
         ("--style-scale", "1e6", "--style-scale 1e+06 makes the style image 32000000 px"),
-        ("--scales", "20", "--scales 20 at --size 32: at most 1"),
+        ("--scales", "20", "--scales can be at most 1 at --size 32 (got 20;"),
         ("--size", "20", "--size 20 makes the 64x48 frames 15 px on their short side; VGG19 "
                          "needs 16: use --size 21 or more"),
         ("--max-frames", "0", "--max-frames must be at least 1 (got 0)"),
@@ -376,7 +376,6 @@ def run_in_process(args, cwd: Path, monkeypatch, capsys) -> subprocess.Completed
     monkeypatch.setattr(sys, "argv", ["vstyle", *map(str, args)])
     monkeypatch.setattr(cli.signal, "signal", lambda *a: None)  # leave pytest's handlers
     monkeypatch.setattr(cli.warnings, "showwarning", cli.warnings.showwarning)  # restored after
-    monkeypatch.setattr(vstyle.errors, "_FLAGS", False)  # main() names options as flags
     monkeypatch.setattr(cli, "BATCH", False)  # main() sets it for `vstyle batch`
     capsys.readouterr()
     code = 0
@@ -400,6 +399,7 @@ def test_bad_input_is_one_line_and_writes_nothing(case, tmp_path, clip, style, m
         assert phrase in line
     # No output, no `.out.gif.tmp-*` scratch file, no `.out.gif.vstyle-work` folder.
     assert listing(tmp_path) == before
+    assert vstyle.errors.opt("size", 20) == "size=20"  # said --size 20, hands keywords back
 
 
 @pytest.mark.parametrize("args, message", [
@@ -469,7 +469,6 @@ def test_ctrl_c_before_the_frames_is_exit_130(clip, style, tmp_path, monkeypatch
     monkeypatch.setattr(vstyle, "stylize", interrupted)
     monkeypatch.setattr(cli.signal, "signal", lambda *args: None)  # leave pytest's handlers
     monkeypatch.setattr(cli.warnings, "showwarning", cli.warnings.showwarning)  # restored after
-    monkeypatch.setattr(vstyle.errors, "_FLAGS", False)  # main() names options as flags
     monkeypatch.setattr(sys, "argv", ["vstyle", str(clip), str(style), "-o",
                                       str(tmp_path / "out.gif")])
     with pytest.raises(SystemExit) as exit:

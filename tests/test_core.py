@@ -180,7 +180,7 @@ def test_bf16_autocast_keeps_the_objective_and_its_descent():
     assert finals[0] < 0.5  # both really optimized
     bound = 1.05 if content.device.type == "cpu" else 1.15
     assert finals[1] <= bound * finals[0], finals  # (trajectories differ: it may end lower)
-    with pytest.raises(VStyleError, match="precision must be one of"):
+    with pytest.raises(VStyleError, match="^precision must be one of"):
         Options(precision="fp8").validate()
 
 

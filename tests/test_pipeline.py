@@ -506,4 +506,4 @@ def test_restart_ignores_finished_frames_and_keep_work_keeps_them(clip, style, t
     result = vstyle.stylize(clip, style, tmp_path / "b.gif", max_frames=3, work_dir=work,
                             restart=True, on_event=lambda e: e.kind == "notice" and
                             notices.append(e.message), **TINY)
-    assert result.reused == 0 and notices == ["restart: starting fresh"] and not work.exists()
+    assert result.reused == 0 and notices == ["restart=True: starting fresh"] and not work.exists()

@@ -104,13 +104,28 @@ def expand_inputs(items: Iterable[str | Path], known: Iterable[Path] = ()) -> li
     return found
 
 
-def style_folder(folder: Path) -> list[Path]:
+# a style folder with more images than this is more likely a folder of frames given last
+MOST_PAINTINGS = 100
+
+
+def style_folder(folder: Path, outdir: Path) -> list[Path]:
     """A folder given as the style: its paintings (still images, natural order), each a look
     of its own."""
-    paintings = [p for p in media.folder_images(folder) if media.input_kind(p) == "image"]
-    if not paintings:
-        raise VStyleError(f"style folder {folder} holds no still image: put the paintings in it "
-                          "(.jpg, .png, ...) or pass one by name")
+    if folder.resolve() == outdir.resolve():  # the next run would paint with the outputs
+        raise VStyleError(f"the outputs would land among the paintings in {folder}: give -o "
+                          "another folder")
+    images = media.folder_images(folder)
+    paintings = [p for p in images if media.input_kind(p) == "image"]
+    moving = sorted({*media.folder_clips(folder), *images} - {*paintings}, key=media.natural_key)
+    if not paintings or len(paintings) > MOST_PAINTINGS:
+        what = (f"holds {len(paintings)} images, more than {MOST_PAINTINGS} paintings (frames?)"
+                if paintings else f"holds no still image, only {media.some_names(moving)}"
+                if moving else "holds no still image")
+        raise VStyleError(f"style folder {folder} {what}: the last path is the style, one "
+                          "painting or a folder of paintings")
+    if moving:
+        warn(f"style folder {folder}: left out {media.some_names(moving)} (a painting is one "
+             "picture, not a clip)")
     return paintings
 
 
@@ -389,28 +404,31 @@ def run_batch(inputs: list[Path], styles: Sequence[Path] | Sequence[Sequence[Pat
               on_plan: Callable[[list[Job]], None] | None = None,
               on_done: OnDone | None = None) -> list[Outcome]:
     """Stylize every input into outdir; one failure never stops the others. `styles`: the
-    look, one style image or those style_blend blends; or a list of looks, each input painted
-    in each (outdir/<input>-<style> apiece). `workers`: jobs at once (default: one per GPU
-    locally, as many as the Ray cluster takes). on_plan gets the jobs before they start,
-    on_done each one's result as it ends."""
+    look, one style image or those style_blend blends; or a list of looks, or a folder of
+    paintings, each input painted in each (outdir/<input>-<style> apiece). `workers`: jobs
+    at once (default: one per GPU locally, as many as the Ray cluster takes). on_plan gets
+    the jobs before they start, on_done each one's result as it ends."""
     options = options.validate()
     for name, value in (("workers", workers), ("chunk_frames", chunk_frames)):
         if value is not None and value < 1:
             raise VStyleError(f"{opt(name)} must be at least 1 (got {value})")
     if chunk_frames and (options.loop or options.preserve_colors):
-        raise VStyleError(f"{opt('loop')} and {opt('preserve_colors')} need each clip in one "
-                          "piece (the last frames lead into frame 1; colours are matched to "
-                          f"frame 1): leave out {opt('chunk_frames')}")
+        raise VStyleError(f"{opt('loop', True)} and {opt('preserve_colors', True)} need each "
+                          "clip in one piece (the last frames lead into frame 1; colours are "
+                          f"matched to frame 1): leave out {opt('chunk_frames')}")
     if chunk_frames and chunk_frames < 4 * OVERLAP:
         warn(f"{opt('chunk_frames', chunk_frames)}: each chunk after the first also paints "
              f"the {min(OVERLAP, chunk_frames)} frames before it, to blend the join, so "
              f"chunks this short redo {min(OVERLAP, chunk_frames) / chunk_frames:.0%} "
              "more frames; a few hundred is usual")
     media.check_writable(outdir / LEDGER, "folder for the outputs")
-    looks = [list(styles)] if all(isinstance(p, (str, Path)) for p in styles) else \
-        [list(look) for look in styles]
-    outcomes, jobs = plan(inputs, [[Path(p) for p in look] for look in looks], outdir, options,
-                          chunk_frames)
+    if isinstance(styles, (str, os.PathLike)):
+        styles = [styles]
+    looks = [[Path(p) for p in look] for look in (
+        [styles] if all(isinstance(p, (str, os.PathLike)) for p in styles) else styles)]
+    if len(looks) == 1 and len(looks[0]) == 1 and looks[0][0].is_dir():
+        looks = [[p] for p in style_folder(looks[0][0], outdir)]
+    outcomes, jobs = plan(inputs, looks, outdir, options, chunk_frames)
     outdir.mkdir(parents=True, exist_ok=True)  # once the plan holds
     if on_plan:
         on_plan(jobs)

@@ -1,6 +1,7 @@
 """The one exception a user can act on, the one warning category, and how messages count."""
 
 import os
+import shlex
 import sys
 import warnings
 
@@ -41,21 +42,24 @@ def options_named_as_flags() -> bool:
     return _FLAGS
 
 
-def opt(name: str, value=_UNSET) -> str:
+def opt(name: str, value=_UNSET, placeholder: bool = False) -> str:
     """An option, with its value, as the user gives it: `--size 256` on the command line,
-    `size=256` from Python. A value in capitals is a placeholder (FILE), left unquoted."""
+    `size=256` from Python (`--restart` and `restart=True` for a switch). A placeholder value
+    (FILE) is written as it is."""
     name = name.replace("-", "_")
     if _FLAGS:
         flag = "--" + name.replace("_", "-")
-        return flag if value is _UNSET else f"{flag} {_number(value)}"
+        if value is _UNSET or value is True:
+            return flag
+        return f"{flag} {value if placeholder else shlex.quote(_text(value))}"
     if value is _UNSET:
         return name
-    if isinstance(value, os.PathLike) or (isinstance(value, str) and not value.isupper()):
-        return f"{name}={str(value)!r}"
-    return f"{name}={_number(value)}"
+    if placeholder or isinstance(value, (bool, int, float)):
+        return f"{name}={_text(value)}"
+    return f"{name}={str(value)!r}"  # a string or a path
 
 
-def _number(value) -> str:
+def _text(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 

@@ -222,8 +222,8 @@ class Options:
         most = len({max(32, self.size >> k) for k in range(self.size.bit_length())}) \
             if self.size >= 32 else 1
         if self.scales > most:
-            bad("scales", f"{self.scales} at {opt('size', self.size)}: at most {most} (each "
-                "scale halves the first frame, down to 32 px)")
+            bad("scales", f"can be at most {most} at {opt('size', self.size)} (got "
+                f"{self.scales}; each scale halves the first frame, down to 32 px)")
         if self.min_iterations < 0:
             bad("min_iterations", f"must be 0 or more (got {self.min_iterations})")
         for name in ("content_weight", "style_weight", "tv_weight", "temporal_weight", "tol"):

@@ -74,7 +74,7 @@ def _imagenet_features() -> nn.Sequential:
         raise VStyleError(
             f"could not {'read' if had_file else 'download'} VGG19's ImageNet weights "
             f"({reason}): download {WEIGHTS_FILE} "
-            f"(~550 MB) into {cached.parent}/ or pass {opt('weights', 'FILE')} "
+            f"(~550 MB) into {cached.parent}/ or pass {opt('weights', 'FILE', placeholder=True)} "
             f"({opt('weights', 'random')} runs the pipeline without them, for a try)") from None
     return model.features
 
@@ -196,7 +196,7 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise VStyleError(f"{opt('device', name)} asked for, but no CUDA GPU is visible: "
-                              f"use {opt('device', 'cpu')} (or 'auto')")
+                              f"use {opt('device', 'cpu')} (or {opt('device', 'auto')})")
         device = torch.device(name)
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise VStyleError(f"{opt('device', name)}: there are only "

@@ -22,7 +22,7 @@ from torch import nn
 
 from . import media, metrics
 from .colors import keep_chroma, match_colors
-from .errors import VStyleError, opt, warn
+from .errors import VStyleError, opt, options_named_as_flags, warn
 from .flow import FlowEstimator, Warp, beside_optimizer
 from .optimize import FrameStats, Stylizer, TemporalTarget, resize_tensor, to_image, to_tensor
 from .options import Options
@@ -112,8 +112,9 @@ def style_paths_of(styles) -> list[Path]:
             raise VStyleError(f"a style of type {type(style).__name__}: stylize takes image "
                               "paths (stylize_image also takes arrays)")
         if Path(style).is_dir():
-            raise VStyleError(f"style image {style} is a folder: pass one of its paintings, or "
-                              f"paint with each in turn: vstyle batch INPUT {style} -o OUTDIR")
+            each = f", or paint with each: vstyle batch INPUT {style} -o OUTDIR" \
+                if options_named_as_flags() else ""
+            raise VStyleError(f"style image {style} is a folder: pass one of its paintings{each}")
     return [Path(s) for s in styles]
 
 

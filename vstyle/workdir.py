@@ -86,8 +86,8 @@ def read_frame(path: Path) -> np.ndarray:
     """A stylized frame that vstyle wrote (PNG), as RGB uint8."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
-        raise VStyleError(f"work frame {path} is unreadable: run again with {opt('restart')} (or "
-                          f"delete {path.parent})")
+        raise VStyleError(f"work frame {path} is unreadable: run again with "
+                          f"{opt('restart', True)} (or delete {path.parent})")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
@@ -125,7 +125,7 @@ class WorkDir:
                 self._lock = take_lock(path / LOCK)
             old = self._read_manifest()
             if old is not None and (restart or old != manifest):
-                self.notice = (f"{opt('restart')}: starting fresh" if restart else
+                self.notice = (f"{opt('restart', True)}: starting fresh" if restart else
                                f"{changes(old, manifest)} changed since the last run: "
                                "starting fresh")
                 self._clear()
@@ -133,7 +133,8 @@ class WorkDir:
                 write_atomic(path / "manifest.json", json.dumps(manifest, indent=1).encode())
         except OSError as e:
             raise VStyleError(f"cannot create work folder {path} ({e.strerror}): "
-                              f"pass {opt('work_dir', 'DIR')} on a writable disk") from None
+                              f"pass {opt('work_dir', 'DIR', placeholder=True)} on a writable "
+                              "disk") from None
         self.done = self._count_done()
 
     def _read_manifest(self) -> dict | None:
@@ -160,8 +161,9 @@ class WorkDir:
                 f.write(json.dumps({"frame": index + 1, **stats}) + "\n")
         except OSError as e:  # disk full, the folder removed under us
             raise VStyleError(f"cannot save frame {index + 1} in {self.path} ({e.strerror or e}): "
-                              f"free some disk space or pass {opt('work_dir', 'DIR')}, then run "
-                              "the same command again to resume") from None
+                              "free some disk space or pass "
+                              f"{opt('work_dir', 'DIR', placeholder=True)}, then run the same "
+                              "command again to resume") from None
         self.done = max(self.done, index + 1)
 
     def load(self, index: int) -> np.ndarray:
