@@ -145,6 +145,9 @@ def test_messages_name_options_as_python_keywords(clip, style, tmp_path):
                                                      r"GPU is visible: use device='cpu' "
                                                      r"\(or device='auto'\)$"):
             vstyle.stylize(clip, style, tmp_path / "out.gif", device="cuda", weights="random")
+    with pytest.raises(vstyle.VStyleError, match=r"is a video: the input comes first, then the "
+                                                 r"style \(stylize\(input, style, output\)\)$"):
+        vstyle.stylize(style, clip, tmp_path / "out.gif")
     assert not list(tmp_path.glob("*out*"))
 
 

@@ -30,7 +30,7 @@ import imageio_ffmpeg
 import numpy as np
 from PIL import Image, ImageOps
 
-from .errors import VStyleError, listed, opt, plural, warn
+from .errors import VStyleError, listed, opt, options_named_as_flags, plural, warn
 from .options import MAX_SIZE, seconds
 
 # what ffmpeg decodes: phones, cameras (.mts/.m2ts: AVCHD), broadcast (.ts), older web video
@@ -237,8 +237,10 @@ def load_image(path: str | Path, what: str = "style image") -> np.ndarray:
     if not Path(path).is_file():
         raise VStyleError(f"{what} {path} not found: check the path")
     if input_kind(Path(path)) == "video":
+        order = "vstyle INPUT STYLE -o OUTPUT" if options_named_as_flags() else \
+            "stylize(input, style, output)"
         raise VStyleError(f"style image {path} is a video: the input comes first, then the "
-                          "style (vstyle INPUT STYLE -o OUTPUT)" if what == "style image" else
+                          f"style ({order})" if what == "style image" else
                           f"{what} {path} is a video: stylize_image takes one image; "
                           "vstyle.stylize takes clips")
     kind = "painting" if what == "style image" else "image"
