@@ -291,7 +291,8 @@ def run_batch(inputs: list[Path], styles: list[Path], outdir: Optional[Path],
             outcomes = batch.run_batch(expanded, styles, outdir, options,
                                        workers=workers, use_ray=use_ray,
                                        ray_address=address, chunk_frames=chunk_frames,
-                                       on_plan=view.plan, on_done=view.done)
+                                       on_plan=view.plan, on_done=view.done,
+                                       on_notice=view.notice)
         except KeyboardInterrupt:  # vstyle.Interrupted too: the job in this process
             raise Stopped("interrupted: run the same command again to go on (finished inputs "
                           "are skipped, the others resume)") from None
@@ -466,6 +467,9 @@ class BatchProgress:
         self.start_units, self.start_time = self.units(), time.monotonic()
         self.progress.start()
         self.poller.start()
+
+    def notice(self, message: str) -> None:
+        err.print(f"[yellow]{escape(message)}")  # as for one input
 
     def done(self, job, status: str, frames: int, error: str) -> None:
         index = self.index[id(job)]

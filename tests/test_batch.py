@@ -280,9 +280,11 @@ def test_plan_opens_an_input_once_for_all_its_looks_and_fails_clashing_ones(styl
     opened = []
     real_open = media.open_source
     monkeypatch.setattr(media, "open_source", lambda *a: opened.append(a[0]) or real_open(*a))
+    monkeypatch.setattr(media, "LONG_COUNT", 1)  # every video "long": its count is announced
+    said = []
     outcomes, jobs = plan([clip], [[wave_png], [other], [wave_jpg], [style, other]],
-                          tmp_path / "out", TINY, None)
-    assert opened == [clip]
+                          tmp_path / "out", TINY, None, on_notice=said.append)
+    assert opened == [clip] and len(said) == 1 and said[0].startswith("counting the frames")
     assert [(o.output.name, o.status) for o in outcomes] == [
         ("clip-wave.mp4", "failed"), ("clip-o.mp4", "pending"), ("clip-wave.mp4", "failed"),
         ("clip-style+o.mp4", "pending")]

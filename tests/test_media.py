@@ -603,6 +603,23 @@ def test_the_sound_starts_with_the_first_frame_after_start(tmp_path):
     assert loud_times(out)[0] == pytest.approx(0.5, abs=0.06)  # with the 1.0 s picture
 
 
+def test_a_long_video_is_announced_before_its_frames_are_counted(tmp_path, monkeypatch):
+    path = write_video(tmp_path / "clip.mp4", moving_square(12), 10)  # 1.2 s of 48x32
+    monkeypatch.setattr(media, "LONG_COUNT", 48 * 32 * 1.0)  # "long" from 1 s on, here
+    said = []
+    assert media.open_source(path, on_notice=said.append).n_frames == 12
+    assert said == ["counting the frames of clip.mp4 (0:00:01 at 48x32): ffmpeg decodes it "
+                    "once through first, which takes a while for a long video"]
+    for short in (dict(max_frames=8), dict(start=0.5), dict(end=0.9)):  # less is decoded
+        media.open_source(path, on_notice=said.append, **short)
+    assert len(said) == 1
+    events = []  # stylize passes it on as a notice, before the bar starts
+    with pytest.raises(VStyleError, match="style image .* not found"):
+        vstyle.stylize(path, tmp_path / "missing.png", tmp_path / "out.gif",
+                       on_event=events.append)
+    assert [(e.kind, e.message[:22]) for e in events] == [("notice", "counting the frames of")]
+
+
 def test_a_cut_that_holds_no_frame_says_so(tmp_path):
     path = write_video(tmp_path / "clip.mp4", moving_square(12), 10)
     with pytest.raises(VStyleError, match="no frame of video .*clip.mp4 starts between start="

@@ -269,7 +269,8 @@ def joined_frames(chunks: list[Job]) -> Iterable[np.ndarray]:
 
 
 def plan(inputs: list[Path], looks: list[list[Path]], outdir: Path, options: Options,
-         chunk_frames: int | None) -> tuple[list[Outcome], list[Job]]:
+         chunk_frames: int | None, on_notice: Callable[[str], None] | None = None
+         ) -> tuple[list[Outcome], list[Job]]:
     """What to do: every input in every look (one style, or those blended), skipping finished
     outputs, splitting long videos, refusing unreadable inputs early.
 
@@ -323,7 +324,7 @@ def plan(inputs: list[Path], looks: list[list[Path]], outdir: Path, options: Opt
                      f"it to stylize {input}")
             continue
         if real_input not in sources:
-            sources[real_input] = probe(input, options)
+            sources[real_input] = probe(input, options, on_notice)
         source = error = sources[real_input]
         if isinstance(source, media.Source):
             try:  # found now, not when the chunks are joined
@@ -350,11 +351,12 @@ def plan(inputs: list[Path], looks: list[list[Path]], outdir: Path, options: Opt
     return outcomes, jobs
 
 
-def probe(input: Path, options: Options) -> media.Source | VStyleError:
+def probe(input: Path, options: Options, on_notice: Callable[[str], None] | None = None
+          ) -> media.Source | VStyleError:
     """The input opened (for a video that decodes it, to count its frames), or why it cannot be."""
     try:
         return media.open_source(input, options.max_frames, options.fps, options.start,
-                                 options.end)
+                                 options.end, on_notice)
     except VStyleError as e:
         return e
 
@@ -402,12 +404,14 @@ def run_batch(inputs: list[Path], styles: Sequence[Path] | Sequence[Sequence[Pat
               workers: int | None = None, ray_address: str | None = None, use_ray: bool = False,
               chunk_frames: int | None = None,
               on_plan: Callable[[list[Job]], None] | None = None,
-              on_done: OnDone | None = None) -> list[Outcome]:
+              on_done: OnDone | None = None,
+              on_notice: Callable[[str], None] | None = None) -> list[Outcome]:
     """Stylize every input into outdir; one failure never stops the others. `styles`: the
     look, one style image or those style_blend blends; or a list of looks, or a folder of
     paintings, each input painted in each (outdir/<input>-<style> apiece). `workers`: jobs
     at once (default: one per GPU locally, as many as the Ray cluster takes). on_plan gets
-    the jobs before they start, on_done each one's result as it ends."""
+    the jobs before they start, on_done each one's result as it ends, on_notice news while
+    planning (a long video counted)."""
     options = options.validate()
     for name, value in (("workers", workers), ("chunk_frames", chunk_frames)):
         if value is not None and value < 1:
@@ -428,7 +432,7 @@ def run_batch(inputs: list[Path], styles: Sequence[Path] | Sequence[Sequence[Pat
         [styles] if all(isinstance(p, (str, os.PathLike)) for p in styles) else styles)]
     if len(looks) == 1 and len(looks[0]) == 1 and looks[0][0].is_dir():
         looks = [[p] for p in style_folder(looks[0][0], outdir)]
-    outcomes, jobs = plan(inputs, looks, outdir, options, chunk_frames)
+    outcomes, jobs = plan(inputs, looks, outdir, options, chunk_frames, on_notice)
     outdir.mkdir(parents=True, exist_ok=True)  # once the plan holds
     if on_plan:
         on_plan(jobs)

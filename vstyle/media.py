@@ -301,13 +301,15 @@ def _brief(error: BaseException) -> str:
 # --- decoding ------------------------------------------------------------------------------------
 
 def open_source(path: str | Path, max_frames: int | None = None,
-                fps: float | None = None, start: float = 0.0, end: float | None = None) -> Source:
+                fps: float | None = None, start: float = 0.0, end: float | None = None,
+                on_notice: Callable[[str], None] | None = None) -> Source:
     """Probe an input (kind, exact frame count, size, timing, audio) without decoding it all.
 
     fps (--fps): the output's frame rate. A video or GIF is resampled to it: frames are
     dropped (or repeated), the clip keeps its length and its sound, and fewer frames are
     stylized. A folder or a still just plays at it. start, end (--start, --end, seconds): the
-    part of a clip to stylize; max_frames counts from start."""
+    part of a clip to stylize; max_frames counts from start. on_notice is told before a long
+    video is read through to count its frames (minutes for a film)."""
     path = Path(path)
     start, end = seconds(start, "start") or 0.0, seconds(end, "end")  # "1:30" taken too
     if not path.exists():
@@ -318,7 +320,7 @@ def open_source(path: str | Path, max_frames: int | None = None,
     if kind == "folder":
         source = _open_folder(path, fps or FOLDER_FPS)
     elif kind == "video":
-        source = _open_video(path, max_frames, fps, start, end)
+        source = _open_video(path, max_frames, fps, start, end, on_notice)
     elif kind == "animation":
         source = _open_animation(path, fps)
     elif kind == "image":
@@ -408,7 +410,8 @@ def _unreadable_video(path: Path, error: BaseException) -> VStyleError:
 
 
 def _open_video(path: Path, max_frames: int | None = None, fps: float | None = None,
-                start: float = 0.0, end: float | None = None) -> Source:
+                start: float = 0.0, end: float | None = None,
+                on_notice: Callable[[str], None] | None = None) -> Source:
     resample = str(Fraction(fps).limit_denominator(1001)) if fps else ""  # a ratio for ffmpeg
     try:
         reader = imageio_ffmpeg.read_frames(str(path))
@@ -418,6 +421,8 @@ def _open_video(path: Path, max_frames: int | None = None, fps: float | None = N
         raise _unreadable_video(path, error) from None
     if start and meta.get("duration") and start >= meta["duration"]:  # found without decoding
         raise _past_the_end(path, "video", start, meta["duration"])
+    if on_notice and (said := _long_count(path, meta, max_frames, fps, start, end)):
+        on_notice(said)
     try:
         described = _description(path)
         # --start counts from the first picture, which may come after the file's start (a TS
@@ -445,6 +450,27 @@ def _open_video(path: Path, max_frames: int | None = None, fps: float | None = N
                                                                 meta["source_size"]),
                   resample=resample, seek=start, until=end, seeks=seeks,
                   start_time=picture + start, sound_from=sound)
+
+
+# Pixels times seconds of video past which counting its frames is worth a word: a minute of
+# 1080p, which ffmpeg decoded in 4 s on 2 cores (a film: minutes).
+LONG_COUNT = 1920 * 1080 * 60
+
+
+def _long_count(path: Path, meta: dict, limit: int | None, fps: float | None, start: float,
+                end: float | None) -> str:
+    """What to say before decoding a long video through to count its frames; "" for a short
+    one (from ffmpeg's header: its length and size; --max-frames stops the count early)."""
+    rate = fps or meta.get("fps") or 25.0
+    seconds = max(0.0, min(end or math.inf, meta.get("duration") or 0.0) - start)
+    if limit is not None:
+        seconds = min(seconds, limit / rate)
+    w, h = meta["size"]
+    if seconds * w * h < LONG_COUNT:
+        return ""
+    clock = f"{int(seconds) // 3600}:{int(seconds) // 60 % 60:02d}:{int(seconds) % 60:02d}"
+    return (f"counting the frames of {path.name} ({clock} at {w}x{h}): ffmpeg decodes it once "
+            "through first, which takes a while for a long video")
 
 
 # Containers with an index of their keyframes, where ffmpeg's seeking lands where it should

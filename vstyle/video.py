@@ -149,9 +149,13 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
         raise VStyleError(f"an input of type {type(input).__name__}: stylize takes the path of "
                           "a video, GIF, folder or image (stylize_image takes arrays)")
     device = resolve_device(options.device)  # a missing GPU is known before anything is decoded
+
+    def notice(message: str) -> None:  # news while the input is probed
+        emit(Event("notice", message=message))
+
     source = (input if isinstance(input, media.Source)
               else media.open_source(input, options.max_frames, options.fps, options.start,
-                                     options.end))
+                                     options.end, notice))
     if frame_range is not None:
         source = source.window(*frame_range)
     style_images = [media.load_image(p) for p in style_paths]
