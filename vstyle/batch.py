@@ -112,8 +112,9 @@ def style_folder(folder: Path, outdir: Path) -> list[Path]:
     """A folder given as the style: its paintings (still images, natural order), each a look
     of its own."""
     if folder.resolve() == outdir.resolve():  # the next run would paint with the outputs
-        raise VStyleError(f"the outputs would land among the paintings in {folder}: give -o "
-                          "another folder")
+        where = "-o" if options_named_as_flags() else "outdir"
+        raise VStyleError(f"the outputs would land among the paintings in {folder}: give "
+                          f"{where} another folder")
     images = media.folder_images(folder)
     paintings = [p for p in images if media.input_kind(p) == "image"]
     moving = sorted({*media.folder_clips(folder), *images} - {*paintings}, key=media.natural_key)
