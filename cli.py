@@ -308,9 +308,15 @@ def run_batch(inputs: list[Path], styles: list[Path], outdir: Optional[Path],
                           o.status, str(o.frames or "-"),
                           escape(o.error) if o.error else str(o.output))
         err.print(table)
-    for o in failed:  # one line each, also with --quiet
-        look = f" with {'+'.join(p.name for p in o.styles)}" if several else ""
-        err.print(f"[red]failed:[/red] {escape(str(o.input))}{escape(look)}: {escape(o.error)}")
+    # one line each, also with --quiet; an input that fails alike in every painting, once
+    said: dict[tuple, list] = {}
+    for o in failed:
+        said.setdefault((o.input, o.error), []).append(o)
+    for (input, error), alike in said.items():
+        looks = "+".join(p.name for p in alike[0].styles)
+        look = (f" with each of {len(alike)} paintings" if len(alike) > 1 else
+                f" with {looks}" if several else "")
+        err.print(f"[red]failed:[/red] {escape(str(input))}{escape(look)}: {escape(error)}")
     if failed:
         what = "outputs" if several else "inputs"
         raise vstyle.VStyleError(f"{len(failed)} of {len(outcomes)} {what} failed (see above); "

@@ -244,8 +244,8 @@ def test_batch_paints_every_input_with_each_painting_of_a_style_folder(three_cli
     assert sorted(p.name for p in out.iterdir()) == [LEDGER, "a-p1.mp4", "a-p2.mp4"]
     assert imageio_ffmpeg.count_frames_and_secs(str(out / "a-p2.mp4"))[0] == 4
     failures = [l for l in result.stderr.splitlines() if l.startswith("failed:")]
-    assert [l.split(":")[1].strip() for l in failures] == \
-        [f"{three_clips / 'c.mp4'} with p1.png", f"{three_clips / 'c.mp4'} with p2.jpg"]
+    assert len(failures) == 1 and failures[0].startswith(  # the same error for both: said once
+        f"failed: {three_clips / 'c.mp4'} with each of 2 paintings: video ")
     assert "error: 2 of 4 outputs failed" in result.stderr
     # a painting added later: a rerun paints that one alone (the library reads the folder too)
     Image.fromarray(frames(1, 40, 40)[0][::-1]).save(paintings / "p3.png")
