@@ -41,9 +41,9 @@ from rich.text import Text
 
 import vstyle
 from vstyle import media
-from vstyle.errors import listed, name_options_as_flags, plural
+from vstyle.errors import flag, listed, name_options_as_flags, plural
 from vstyle.media import OUTPUT_EXTS
-from vstyle.options import Options, flag
+from vstyle.options import Options
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
                   context_settings={"help_option_names": ["-h", "--help"]})

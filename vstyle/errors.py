@@ -42,16 +42,20 @@ def options_named_as_flags() -> bool:
     return _FLAGS
 
 
+def flag(name: str) -> str:
+    """The command-line flag of an option: style_weight -> --style-weight."""
+    return "--" + name.replace("_", "-")
+
+
 def opt(name: str, value=_UNSET, placeholder: bool = False) -> str:
     """An option, with its value, as the user gives it: `--size 256` on the command line,
     `size=256` from Python (`--restart` and `restart=True` for a switch). A placeholder value
     (FILE) is written as it is."""
     name = name.replace("-", "_")
     if _FLAGS:
-        flag = "--" + name.replace("_", "-")
         if value is _UNSET or value is True:
-            return flag
-        return f"{flag} {value if placeholder else shlex.quote(_text(value))}"
+            return flag(name)
+        return f"{flag(name)} {value if placeholder else shlex.quote(_text(value))}"
     if value is _UNSET:
         return name
     if placeholder or isinstance(value, (bool, int, float)):

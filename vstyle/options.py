@@ -68,11 +68,6 @@ def _scalar(name: str, value, annotation: str):
     raise VStyleError(f"{name}={value!r}: pass {wanted}")
 
 
-def flag(name: str) -> str:
-    """The command-line flag of an option: style_weight -> --style-weight."""
-    return f"--{name.replace('_', '-')}"
-
-
 def default_weights() -> str:
     """`VSTYLE_WEIGHTS` lets scripts and CI pick the weights without a flag."""
     return os.environ.get("VSTYLE_WEIGHTS", "").strip() or "imagenet"
