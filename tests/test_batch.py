@@ -65,6 +65,7 @@ def test_batch_workers_name_options_as_the_batch_does():
 
 def test_a_long_webp_fails_at_planning_not_after_its_chunks(style, tmp_path, monkeypatch):
     monkeypatch.setattr(media, "WEBP_MAX_BYTES", 100)
+    monkeypatch.setattr(media, "_ffmpeg_writes_webp", lambda: False)  # a system ffmpeg's
     clip = tmp_path / "long.webp"  # batch writes an input's own kind: a WebP
     media.write_output(frames(6), clip, "webp", media.Timing(10.0, None))
     outcomes, jobs = plan([clip], [[style]], tmp_path / "out", TINY, chunk_frames=3)

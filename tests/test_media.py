@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import warnings
+import weakref
 from pathlib import Path
 
 import cv2
@@ -856,7 +857,16 @@ def webp_info(path: Path) -> tuple[list[np.ndarray], list[int], int]:
         return frames, durations, image.info["loop"]
 
 
-def test_webp_keeps_each_duration_the_loop_and_the_colours(tmp_path):
+@pytest.fixture(params=["streamed", "in memory"])
+def webp_encoder(request, monkeypatch):
+    """Both ways a WebP is written: ffmpeg's libwebp, or Pillow's where ffmpeg has none."""
+    streams = request.param == "streamed"
+    assert not streams or media._ffmpeg_writes_webp(), "imageio-ffmpeg's ffmpeg lost libwebp"
+    monkeypatch.setattr(media, "_ffmpeg_writes_webp", lambda: streams)
+    return request.param
+
+
+def test_webp_keeps_each_duration_the_loop_and_the_colours(tmp_path, webp_encoder):
     durations = [20, 30, 50, 20, 30]
     out = tmp_path / "out.webp"
     media.write_output(moving_square(5), out, "webp", Timing(1000 * 5 / 150, durations, loop=0))
@@ -867,10 +877,36 @@ def test_webp_keeps_each_duration_the_loop_and_the_colours(tmp_path):
     # 12 frames at 24 fps: 500 ms in all, the milliseconds spread (41 and 42)
     media.write_output(moving_square(12), out, "webp", Timing(24.0, None))
     assert sum(webp_info(out)[1]) == 500 and set(webp_info(out)[1]) == {41, 42}
+    # a GIF's pause at the end (ffmpeg alone would guess the last duration: 77 ms for 1 s)
+    media.write_output(moving_square(4), out, "webp", Timing(4 / 1.12, [40, 40, 40, 1000]))
+    assert webp_info(out)[1] == [40, 40, 40, 1000]
+
+
+def test_a_repeated_frame_is_stored_once_with_the_durations_added(tmp_path, webp_encoder):
+    frames = moving_square(5)
+    frames[2] = frames[3] = frames[1]
+    out = tmp_path / "out.webp"
+    media.write_output(frames, out, "webp", Timing(10.0, None))
+    assert webp_info(out)[1] == [100, 300, 100]
+
+
+def test_a_webp_is_streamed_not_held_in_memory(tmp_path):
+    assert media._ffmpeg_writes_webp(), "imageio-ffmpeg's ffmpeg lost libwebp"
+    made, most_held = [], [0]
+
+    def frames():  # counts the frames made so far that something still holds
+        for square in moving_square(30):
+            frame = square.copy()  # held by the writer alone
+            most_held[0] = max(most_held[0], sum(ref() is not None for ref in made))
+            made.append(weakref.ref(frame))
+            yield frame
+    media.write_output(frames, tmp_path / "out.webp", "webp", Timing(10.0, None))
+    assert len(webp_info(tmp_path / "out.webp")[0]) == 30
+    assert most_held[0] <= 3  # the first (its size), the two peeked at, then each as it comes
 
 
 @pytest.mark.parametrize("gif_loop, plays", [(-1, 1), (3, 4), (65535, 65535)])
-def test_webp_counts_plays_where_a_gif_counts_repeats(tmp_path, gif_loop, plays):
+def test_webp_counts_plays_where_a_gif_counts_repeats(tmp_path, gif_loop, plays, webp_encoder):
     out = tmp_path / "out.webp"
     media.write_output(moving_square(3), out, "webp", Timing(10.0, None, loop=gif_loop))
     assert webp_info(out)[2] == plays
@@ -941,7 +977,11 @@ def test_a_webp_too_long_to_encode_in_memory_is_refused_up_front(tmp_path, monke
     clip = media.open_source(write_video(tmp_path / "clip.mp4", moving_square(6), fps=10))
     assert media.check_output(tmp_path / "a.webp", clip, frame_size=(48, 32)) == "webp"
     monkeypatch.setattr(media, "WEBP_MAX_BYTES", 6 * 48 * 32 * 4 - 1)
-    with pytest.raises(VStyleError, match="6 frames at 48x32 are too many for a WebP.*write .mp4"):
+    # streamed through ffmpeg's libwebp, any length will do
+    assert media.check_output(tmp_path / "a.webp", clip, frame_size=(48, 32)) == "webp"
+    monkeypatch.setattr(media, "_ffmpeg_writes_webp", lambda: False)  # a system ffmpeg
+    with pytest.raises(VStyleError, match="6 frames at 48x32 are too many for a WebP encoded in "
+                                          "memory.*no libwebp.*write .mp4"):
         media.check_output(tmp_path / "a.webp", clip, frame_size=(48, 32))
 
 

@@ -21,7 +21,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from functools import lru_cache
-from itertools import accumulate, chain
+from itertools import accumulate, chain, islice
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -44,8 +44,9 @@ LARGE_GIF_BYTES = 20 * 1024 * 1024
 # libwebp's lossy quality (0-100). At 90, real footage came out a quarter of a GIF's size and
 # as close to the frames (bench/formats.py); 95 was 1.5x larger for +2 dB.
 WEBP_QUALITY = 90
-# Pillow encodes an animated WebP from all its frames at once (4 bytes a pixel): 4 GiB is
-# ~7,000 frames at 512x288, ~500 at 1920x1080
+# ffmpeg streams an animated WebP through libwebp; where it has no libwebp (a system ffmpeg
+# named by IMAGEIO_FFMPEG_EXE), Pillow encodes it from all its frames at once (4 bytes a
+# pixel): 4 GiB is ~7,000 frames at 512x288, ~500 at 1920x1080
 WEBP_MAX_BYTES = 4 * 2**30
 FRAME_MAX_MS = {"gif": 655350, "webp": 2**24 - 1}  # 16-bit centiseconds; 24-bit milliseconds
 GIF_DITHER = {"bayer": "bayer:bayer_scale=5", "sierra2_4a": "sierra2_4a",
@@ -834,6 +835,15 @@ def gif_info(path: str | Path) -> tuple[int, list[int], int, bool]:
     return len(durations), durations, loop, local
 
 
+def _webp_chunks(data: bytes) -> Iterator[tuple[bytes, int, int]]:
+    """A WebP's top-level chunks: (name, where its body starts, its size)."""
+    pos = 12
+    while pos + 8 <= len(data):
+        size = int.from_bytes(data[pos + 4:pos + 8], "little")
+        yield data[pos:pos + 4], pos + 8, size
+        pos += 8 + size + (size & 1)  # chunks are padded to an even size
+
+
 def webp_info(path: str | Path) -> tuple[int, list[int], int]:
     """(n_frames, durations_ms, loop) of a WebP, read from its RIFF chunks, not decoded. loop
     as for a GIF (ffmpeg's -loop: 0 = forever, -1 = plays once); WebP counts plays (0 =
@@ -841,15 +851,12 @@ def webp_info(path: str | Path) -> tuple[int, list[int], int]:
     data = Path(path).read_bytes()
     if data[:4] != b"RIFF" or data[8:12] != b"WEBP":
         raise ValueError("no WebP header")
-    durations, plays, pos = [], 0, 12
-    while pos + 8 <= len(data):
-        chunk, size = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
-        body = data[pos + 8:pos + 8 + size]
+    durations, plays = [], 0
+    for chunk, body, size in _webp_chunks(data):
         if chunk == b"ANIM" and size >= 6:
-            plays = int.from_bytes(body[4:6], "little")
+            plays = int.from_bytes(data[body + 4:body + 6], "little")
         elif chunk == b"ANMF" and size >= 16:
-            durations.append(int.from_bytes(body[12:15], "little"))
-        pos += 8 + size + (size & 1)  # chunks are padded to an even size
+            durations.append(int.from_bytes(data[body + 12:body + 15], "little"))
     if not durations:  # a still: one image chunk
         return 1, [0], -1
     return len(durations), durations, _repeats(plays)
@@ -981,12 +988,12 @@ def check_output(output: Path, source: Source, style_paths: Sequence[Path] = (),
         raise VStyleError(f"output {output}: a frame lasts {longest / 1000:g} s, longer than a "
                           f"{kind.upper()} frame can ({FRAME_MAX_MS[kind] / 1000:g} s): write "
                           f"{'.webp or ' if kind == 'gif' else ''}.mp4, or raise {opt('fps')}")
-    if kind == "webp" and frame_size and \
+    if kind == "webp" and frame_size and not _ffmpeg_writes_webp() and \
             source.n_frames * frame_size[0] * frame_size[1] * 4 > WEBP_MAX_BYTES:
         raise VStyleError(f"output {output}: {source.n_frames} frames at {frame_size[0]}x"
-                          f"{frame_size[1]} are too many for a WebP, which is encoded in memory: "
-                          f"write .mp4, or make it shorter with {opt('max_frames')} or "
-                          f"{opt('fps')}")
+                          f"{frame_size[1]} are too many for a WebP encoded in memory (this "
+                          f"ffmpeg has no libwebp to stream it): write .mp4, or make it shorter "
+                          f"with {opt('max_frames')} or {opt('fps')}")
     check_not_overwriting(output, "output", source, style_paths)
     if kind == "folder":
         _check_folder_target(output)
@@ -1096,9 +1103,9 @@ def _raw_input(size: tuple[int, int], fps: float) -> list[str]:
     return ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{size[0]}x{size[1]}", "-r", rate, "-i", "-"]
 
 
-def _paced(timing: Timing) -> tuple[float, list[str], list[str]]:
-    """The raw input's rate, and the filters and output options that give each MP4 frame its
-    own duration (none where the frames are uniform).
+def _paced(timing: Timing, format: str) -> tuple[float, list[str], list[str]]:
+    """The raw input's rate, and the filters and output options that give each frame of an MP4
+    or a WebP its own duration (none where the frames are uniform).
 
     Uniform frames: just the rate. A GIF whose durations vary (a pause at each end of a swing)
     would otherwise play at its average rate: each frame's timestamp is then set to the sum of
@@ -1111,14 +1118,11 @@ def _paced(timing: Timing) -> tuple[float, list[str], list[str]]:
     starts = f"{base}*N" + "".join(f"{x - base:+d}*gt(N,{j})" for j, x in enumerate(d[:-1])
                                    if x != base)
     if len(starts) > 30_000:  # thousands of uneven frames: past Windows' command-line limit
-        warn("the GIF's frames have too many different durations to keep in an MP4: "
+        warn(f"the GIF's frames have too many different durations to keep in {format}: "
              "it plays at their average rate")
         return timing.fps, [], []
-    # -bf 0: with B-frames x264 hands durations out in decode order, and the last frame's,
-    # which sets the clip's length, came out as another frame's (measured: 0.46 s for 0.36 s).
     return 1000 / d[-1], ["settb=1/1000", f"setpts='{starts}'"], [
-        "-fps_mode", "passthrough", "-enc_time_base", "1:1000", "-video_track_timescale", "1000",
-        "-bf", "0"]
+        "-fps_mode", "passthrough", "-enc_time_base", "1:1000"]
 
 
 def _ffmpeg(args: list[str], frames: Iterable[np.ndarray] | None = None) -> None:
@@ -1175,17 +1179,46 @@ def _write_gif(frames: Callable[[], Iterable[np.ndarray]], out: Path, timing: Ti
     out.write_bytes(_retime_gif(out.read_bytes(), _gif_delays(timing, count[0]), timing.loop))
 
 
+@lru_cache(maxsize=None)
+def _ffmpeg_writes_webp() -> bool:
+    """Whether ffmpeg has libwebp's animation encoder (imageio-ffmpeg's own build has)."""
+    listing = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-encoders"],
+                             capture_output=True, text=True, errors="replace")
+    return "libwebp_anim" in listing.stdout
+
+
 def _write_webp(frames: Callable[[], Iterable[np.ndarray]], out: Path, timing: Timing) -> None:
     """Animated WebP: full colour where a GIF has 256, a fraction of its size at the same
     look, and shown by every current browser. Each frame keeps its duration (ms), and the loop
     flag carries over: WebP counts plays (0: forever), a GIF's loop block repeats."""
-    _, it = _first(frames())
-    images = [Image.fromarray(frame) for frame in it]  # Pillow takes the whole animation at once
+    size, it = _first(frames())
+    head = list(islice(it, 2))  # one frame, or more
+    it = chain(head, it)
     # _repeats' inverse; WebP counts plays in 16 bits
-    loop = 1 if timing.loop < 0 else min(timing.loop + (timing.loop > 0), 65535)
-    images[0].save(out, format="WEBP", save_all=True, append_images=images[1:],
-                   duration=_delays(timing, len(images), 1), loop=loop, quality=WEBP_QUALITY,
-                   method=4)
+    plays = 1 if timing.loop < 0 else min(timing.loop + (timing.loop > 0), 65535)
+    if len(head) == 1 or not _ffmpeg_writes_webp():  # a still stays a still: Pillow writes it
+        images = [Image.fromarray(frame) for frame in it]
+        images[0].save(out, format="WEBP", save_all=True, append_images=images[1:],
+                       duration=_delays(timing, len(images), 1), loop=plays,
+                       quality=WEBP_QUALITY, method=4)
+        return
+    count = [0]
+    rate, pacing, paced = _paced(timing, "a WebP")
+    _ffmpeg([*_raw_input(size, rate), *(["-vf", ",".join(pacing)] if pacing else []), *paced,
+             "-c:v", "libwebp_anim", "-quality", str(WEBP_QUALITY), "-compression_level", "4",
+             "-loop", str(plays), "-f", "webp", str(out)], _counted(it, count))
+    # ffmpeg guesses the last frame's duration (77 ms for 1 s): set it so the total is exact
+    out.write_bytes(_last_webp_frame_ends(out.read_bytes(), sum(_delays(timing, count[0], 1))))
+
+
+def _last_webp_frame_ends(data: bytes, total_ms: int) -> bytes:
+    """The WebP with its last frame lasting to total_ms. libwebp stores a repeated frame once,
+    with the durations added, so only the sum of the frames before the last is known."""
+    frames = [body + 12 for chunk, body, size in _webp_chunks(data)  # their 24-bit durations
+              if chunk == b"ANMF" and size >= 16]
+    before = sum(int.from_bytes(data[at:at + 3], "little") for at in frames[:-1])
+    last = min(max(total_ms - before, 1), FRAME_MAX_MS["webp"])
+    return data[:frames[-1]] + last.to_bytes(3, "little") + data[frames[-1] + 3:]
 
 
 def _audio_codec(path: Path) -> str | None:
@@ -1199,7 +1232,10 @@ def _write_mp4(frames: Callable[[], Iterable[np.ndarray]], out: Path, timing: Ti
     size, it = _first(frames(), even=True)  # yuv420p needs even sides: drop a column/row
     count = [0]
     counted = _counted(it, count)
-    rate, pacing, paced = _paced(timing)
+    rate, pacing, paced = _paced(timing, "an MP4")
+    if paced:  # -bf 0: with B-frames x264 hands durations out in decode order, and the last
+        # frame's, which sets the clip's length, came out as another's (0.46 s for 0.36 s)
+        paced += ["-video_track_timescale", "1000", "-bf", "0"]
     # RGB to BT.709 YUV, and tagged so: untagged, ffmpeg converts with BT.601, and browsers and
     # players guess BT.709 for HD sizes (a red of 200, 30, 30 shows as 213, 46, 28).
     filters = [*pacing, "scale=out_color_matrix=bt709:out_range=tv", "format=yuv420p",
