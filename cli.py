@@ -79,6 +79,11 @@ def names(text: Optional[str], default: tuple[str, ...]) -> tuple[str, ...]:
     return default if text is None else tuple(v.strip() for v in text.split(",") if v.strip())
 
 
+def only_for(flags: list[str], what: str) -> vstyle.VStyleError:
+    """Options given where they do not apply (a batch's to one input, or the reverse)."""
+    return vstyle.VStyleError(f"{listed(flags)} {'is' if len(flags) == 1 else 'are'} for {what}")
+
+
 def show_version(value: bool) -> None:
     """--version: vstyle's, and what it runs on (bug reports want both)."""
     if value:
@@ -229,9 +234,8 @@ def main_command(
              and value is not None and value is not False]  # given on the command line
     if BATCH:
         if refused := [flag(name) for name in SINGLE_ONLY if name in typed]:
-            raise vstyle.VStyleError(f"{listed(refused)} {'is' if len(refused) == 1 else 'are'} "
-                                     "for one input; vstyle batch resumes each input from its "
-                                     "own work folder in OUTDIR")
+            raise only_for(refused, "one input; vstyle batch resumes each input from its own "
+                                    "work folder in OUTDIR")
         # the last positionals are the styles: one, or one per --style-blend weight
         given, n = [input, *styles], len(options.style_blend or (1,))
         if len(given) <= n:
@@ -250,8 +254,7 @@ def main_command(
                   chunk_frames)
         return
     if refused := [flag(name) for name in BATCH_ONLY if name in typed]:
-        raise vstyle.VStyleError(f"{listed(refused)} {'is' if len(refused) == 1 else 'are'} for "
-                                 "`vstyle batch INPUTS... STYLE -o OUTDIR`")
+        raise only_for(refused, "`vstyle batch INPUTS... STYLE -o OUTDIR`")
     with ProgressView(quiet, options) as view:
         try:
             result = vstyle.stylize(input, styles, output, options, on_event=view,
