@@ -244,7 +244,8 @@ def main_command(
                                      "weight): got "
                                      f"{len(given)} paths in all")
         for path in given[-n:]:  # (a folder of paintings: run_batch reads it)
-            if media.input_kind(path) != "image" and not (n == 1 and path.is_dir()):
+            if (media.input_kind(path) not in ("image", "animation") or media.what_clip(path)) \
+                    and not (n == 1 and path.is_dir()):  # (a GIF of one frame is a picture)
                 raise vstyle.VStyleError(
                     f"vstyle batch: {path} is no style image, yet the last "
                     f"{f'{n} paths are the styles' if n > 1 else 'path is the style'}"

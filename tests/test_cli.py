@@ -311,6 +311,13 @@ def _(d: Path):
     return ["style.png", "clip.mp4", "-o", "out.png"]
 
 
+@bad("input and style swapped, a GIF", "style image anim.gif is an animated GIF (3 frames): "
+     "the input comes first, then the style (vstyle INPUT STYLE -o OUTPUT)")
+def _(d: Path):
+    conftest.write_gif(d / "anim.gif", frames(3), [100] * 3)
+    return ["style.png", "anim.gif", "-o", "out.png"]
+
+
 @bad("--style-blend one weight", "--style-blend has 1 weight for 2 style images")
 def _(d: Path):
     shutil.copy(d / "style.png", d / "style2.png")

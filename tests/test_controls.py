@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import vstyle
-from conftest import frames, write_mp4
+from conftest import frames, write_gif, write_mp4
 from vstyle import media
 from vstyle.flow import FlowEstimator
 from vstyle.metrics import pair_error
@@ -81,6 +81,13 @@ def test_stylize_image_takes_grey_and_float_arrays_and_refuses_others(clip, styl
     with pytest.raises(vstyle.VStyleError, match="content image .*clip.mp4 is a video: "
                                                  "stylize_image takes one image"):
         vstyle.stylize_image(clip, style, **TINY)
+    write_gif(style.parent / "anim.gif", frames(2), [100, 100])
+    with pytest.raises(vstyle.VStyleError, match=r"content image .*anim.gif is an animated GIF "
+                                                 r"\(2 frames\): stylize_image takes one image"):
+        vstyle.stylize_image(style.parent / "anim.gif", style, **TINY)
+    iio.imwrite(style.parent / "one.gif", frames(1, 64, 48)[0])  # a picture
+    assert vstyle.stylize_image(photo, style.parent / "one.gif", **{
+        **TINY, "first_iterations": 1}).shape == (24, 32, 3)
     with pytest.raises(vstyle.VStyleError, match="content is of type NoneType, not an image: pass a "
                                                  "numpy array"):
         vstyle.stylize_image(None, style, **TINY)

@@ -237,12 +237,12 @@ def load_image(path: str | Path, what: str = "style image") -> np.ndarray:
         raise VStyleError(f"{what} {path} is a folder: pass an image file in it")
     if not Path(path).is_file():
         raise VStyleError(f"{what} {path} not found: check the path")
-    if input_kind(Path(path)) == "video":
+    if clip := what_clip(Path(path)):
         order = "vstyle INPUT STYLE -o OUTPUT" if options_named_as_flags() else \
             "stylize(input, style, output)"
-        raise VStyleError(f"style image {path} is a video: the input comes first, then the "
+        raise VStyleError(f"style image {path} is {clip}: the input comes first, then the "
                           f"style ({order})" if what == "style image" else
-                          f"{what} {path} is a video: stylize_image takes one image; "
+                          f"{what} {path} is {clip}: stylize_image takes one image; "
                           "vstyle.stylize takes clips")
     kind = "painting" if what == "style image" else "image"
     return _read_image(Path(path), f"{what} {{path}} is not an image ({{why}}): pass a .jpg or "
@@ -349,6 +349,21 @@ def input_kind(path: Path) -> str | None:
     if suffix == ".gif" or (suffix in ANIMATED and _is_animated(path)):
         return "animation"
     return "image" if suffix in IMAGE_EXTS else None
+
+
+def what_clip(path: Path) -> str:
+    """"a video", "an animated GIF (36 frames)" and so on where a file holds a clip, else ""
+    (a GIF of one frame is a picture: some paintings come as GIFs)."""
+    kind = input_kind(path)
+    if kind == "video":
+        return "a video"
+    if kind != "animation":
+        return ""
+    try:
+        n = _animation_info(path)[0]
+    except (OSError, ValueError):  # reading it as an image says what is wrong with it
+        return ""
+    return f"an animated {ANIMATED[path.suffix.lower()]} ({n} frames)" if n > 1 else ""
 
 
 def _read_input_image(path: Path) -> np.ndarray:
