@@ -95,7 +95,7 @@ def test_ctrl_c_is_not_swallowed_by_a_loop_that_catches_exception(clip, style, t
         if event.kind == "frame":
             raise KeyboardInterrupt
     went_on = []
-    with pytest.raises(vstyle.Interrupted, match="1 of 3 frames are kept"):
+    with pytest.raises(vstyle.Interrupted, match="1 of 3 frames is kept"):
         for out in ("a.gif", "b.gif"):
             try:
                 vstyle.stylize(clip, style, tmp_path / out, max_frames=3, on_event=stop, **TINY)

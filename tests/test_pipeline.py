@@ -425,6 +425,20 @@ def test_ctrl_c_while_encoding_keeps_the_frames(clip, style, tmp_path, monkeypat
     assert result.reused == 4 and media.gif_info(tmp_path / "out.gif")[0] == 4
 
 
+def test_a_full_disk_while_encoding_says_the_frames_are_kept(clip, style, tmp_path,
+                                                            monkeypatch):
+    def full(*args):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(media, "_write_gif", full)
+    with pytest.raises(vstyle.VStyleError, match=r"^could not write .*out.gif \(.*No space left "
+                       r"on device\): check free disk space .*; the 3 painted frames are kept "
+                       r"in .*\.out\.gif\.vstyle-work: run the same command again to encode "
+                       r"them$"):
+        vstyle.stylize(clip, style, tmp_path / "out.gif", max_frames=3, **TINY)
+    assert len(list((tmp_path / ".out.gif.vstyle-work").glob("*.png"))) == 3
+    assert not list(tmp_path.glob("*out.gif*tmp*"))  # no half-written GIF
+
+
 def test_a_full_disk_while_saving_frames_is_one_error(clip, style, tmp_path, monkeypatch):
     from vstyle import workdir
 

@@ -22,7 +22,7 @@ from torch import nn
 
 from . import media, metrics
 from .colors import keep_chroma, match_colors
-from .errors import VStyleError, opt, options_named_as_flags, warn
+from .errors import VStyleError, opt, options_named_as_flags, plural, warn
 from .flow import FlowEstimator, Warp, beside_optimizer
 from .optimize import FrameStats, Stylizer, TemporalTarget, resize_tensor, to_image, to_tensor
 from .options import Options
@@ -201,13 +201,20 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
             emit(Event("encode", n_frames=source.n_frames, message=str(output)))
             frames = compare_frames(source, style_images, size, work) if options.compare else \
                 (lambda: work.frames(source.n_frames))
-            media.write_output(frames, output, kind, source.timing,
-                               audio_from=audio_for(source, kind),
-                               audio_seek=source.sound_from, crf=options.crf,
-                               gif_dither=options.gif_dither)
+            try:
+                media.write_output(frames, output, kind, source.timing,
+                                   audio_from=audio_for(source, kind),
+                                   audio_seek=source.sound_from, crf=options.crf,
+                                   gif_dither=options.gif_dither)
+            except VStyleError as error:  # disk full...: the painting is done, say it is safe
+                kept = plural(source.n_frames, "painted frame")
+                raise VStyleError(f"{error}; the {kept} {'is' if source.n_frames == 1 else 'are'}"
+                                  f" kept in {work.path}: run the same command again to encode "
+                                  f"{'it' if source.n_frames == 1 else 'them'}") from None
         except KeyboardInterrupt:
-            kept = (f"{work.done} of {source.n_frames} frames are kept in {work.path}; run the "
-                    "same command again to resume") if work.done else "nothing was written"
+            kept = (f"{work.done} of {plural(source.n_frames, 'frame')} "
+                    f"{'is' if work.done == 1 else 'are'} kept in {work.path}; run the same "
+                    "command again to resume") if work.done else "nothing was written"
             raise Interrupted(f"interrupted: {kept}") from None
         except torch.cuda.OutOfMemoryError:
             raise VStyleError(f"out of GPU memory at {opt('size', options.size)}: try a smaller "
@@ -231,8 +238,8 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
                     source.frames(size), work.frames(source.n_frames), options.flow)
             write_report(Path(report), result, options, source.path, style_paths)
         if work.done > source.n_frames:  # an earlier, longer run's frames: hours of work
-            emit(Event("notice", message=f"kept {work.done - source.n_frames} more finished "
-                                         f"frames in {work.path} for a longer run"))
+            more = plural(work.done - source.n_frames, "more finished frame")
+            emit(Event("notice", message=f"kept {more} in {work.path} for a longer run"))
         elif not keep_work:
             work.remove()
         return result
