@@ -1004,6 +1004,10 @@ def test_output_kind(tmp_path):
     assert media.output_kind(tmp_path / "dir.v2") == "folder"
     with pytest.raises(VStyleError, match=r"\.avi is not supported.*\.gif, \.mp4"):
         media.output_kind(Path("a.avi"))
+    (tmp_path / "out.gif").mkdir()  # a GIF or PNG frames? neither is guessed
+    with pytest.raises(VStyleError, match=r"out.gif is a folder, yet its name ends in \.gif: "
+                                          r"move the folder away to write a GIF there"):
+        media.output_kind(tmp_path / "out.gif")
 
 
 def test_default_output(tmp_path):

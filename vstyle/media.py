@@ -960,9 +960,13 @@ def output_kind(path: Path) -> str:
     """"gif" | "mp4" | "webp" | "image" | "folder" (an existing folder, or a name without
     extension)."""
     path = Path(path)
+    kind = OUTPUT_EXTS.get(path.suffix.lower())
+    if path.is_dir() and kind:  # out.gif/, made by hand: which did the user mean?
+        raise VStyleError(f"output {path} is a folder, yet its name ends in {path.suffix}: "
+                          f"move the folder away to write a {path.suffix[1:].upper()} "
+                          "there, or name a folder without extension for PNG frames")
     if path.is_dir() or not path.suffix:
         return "folder"
-    kind = OUTPUT_EXTS.get(path.suffix.lower())
     if kind is None:
         raise VStyleError(f"output {path}: {path.suffix} is not supported: use .gif, .mp4, "
                           ".webp, .png, .jpg or a folder name without extension")
