@@ -123,10 +123,17 @@ def test_stylize_image_says_which_options_it_ignores():
 
 def test_one_frame_says_iterations_is_ignored(clip, style, tmp_path):
     # frame 1 has no warm start: --first-iterations sets it, --iterations only later frames
-    with pytest.warns(vstyle.VStyleWarning, match=r"one frame: iterations=3 is not used \(a "
-                                                  "single frame is painted from scratch"):
-        vstyle.stylize(clip, style, tmp_path / "look.png", max_frames=1, **TINY)
+    with pytest.warns(vstyle.VStyleWarning) as said:
+        vstyle.stylize(clip, style, tmp_path / "look.png", max_frames=1, loop=True, crf=30,
+                       **TINY)
     assert (tmp_path / "look.png").exists()
+    assert [str(w.message) for w in said if "ignored" in str(w.message)] == [
+        "ignored: crf=30 (an MP4's quality)",
+        "ignored: iterations=3 and loop=True (one frame is painted once, from scratch: "
+        "first_iterations sets its iterations)"]
+    with pytest.warns(vstyle.VStyleWarning, match=r"^ignored: gif_dither='none' \(a GIF's "):
+        vstyle.stylize(clip, style, tmp_path / "out.mp4", max_frames=2, gif_dither="none",
+                       **TINY)
 
 
 def test_messages_name_options_as_python_keywords(clip, style, tmp_path):

@@ -22,7 +22,7 @@ from torch import nn
 
 from . import media, metrics
 from .colors import keep_chroma, match_colors
-from .errors import VStyleError, opt, options_named_as_flags, plural, warn
+from .errors import VStyleError, listed, opt, options_named_as_flags, plural, warn
 from .flow import FlowEstimator, Warp, beside_optimizer
 from .optimize import FrameStats, Stylizer, TemporalTarget, resize_tensor, to_image, to_tensor
 from .options import Options
@@ -190,11 +190,9 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
             features = load_features(options.weights, options.seed) \
                 if work.done < source.n_frames else None
             emit(Event("start", n_frames=source.n_frames, frame=reused))
-            if features is not None and source.n_frames == 1 and \
-                    options.changed("iterations"):  # said once the run is sure to go ahead
-                warn(f"one frame: {opt('iterations', options.iterations)} is not used (a single "
-                     f"frame is painted from scratch: {opt('first_iterations')} sets its "
-                     "iterations)")
+            if features is not None:  # said once the run is sure to go ahead
+                for what in moot_here(kind, source, options):
+                    warn(f"ignored: {what}")
             if features is not None:
                 run_frames(source, style_images, options, size, work, emit, device, features)
                 features = None  # the network's memory is free for the encoding
@@ -243,6 +241,22 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
         elif not keep_work:
             work.remove()
         return result
+
+
+def moot_here(kind: str, source: media.Source, options: Options) -> list[str]:
+    """Options that this output or this input makes moot (Options.validate names those that
+    another option makes moot)."""
+    moot = []
+    if options.changed("crf") and kind != "mp4":
+        moot.append(f"{opt('crf', options.crf)} (an MP4's quality)")
+    if options.changed("gif_dither") and kind != "gif":
+        moot.append(f"{opt('gif_dither', options.gif_dither)} (a GIF's dithering)")
+    if source.n_frames == 1 and (unused := options.changed("iterations", "warm_start", "flow",
+                                                            "loop", "fps")):
+        sets = f": {opt('first_iterations')} sets its iterations" * ("iterations" in unused)
+        moot.append(f"{listed([opt(name, getattr(options, name)) for name in unused])} (one "
+                    f"frame is painted once, from scratch{sets})")
+    return moot
 
 
 def written_size(size: tuple[int, int], options: Options) -> tuple[int, int]:
