@@ -230,12 +230,12 @@ def main_command(
         raise vstyle.VStyleError(f"--report {report} names a folder: give the file's name, e.g. "
                                  f"{Path(report) / 'report.json'}")
     output, report = (Path(output) if output else None), (Path(report) if report else None)
-    typed = [name for name, value in locals().items() if name in SINGLE_ONLY + BATCH_ONLY
+    typed = [name for name, value in locals().items() if name in (*SINGLE_ONLY, *BATCH_ONLY)
              and value is not None and value is not False]  # given on the command line
     if BATCH:
-        if refused := [flag(name) for name in SINGLE_ONLY if name in typed]:
-            raise only_for(refused, "one input; vstyle batch resumes each input from its own "
-                                    "work folder in OUTDIR")
+        if refused := [name for name in SINGLE_ONLY if name in typed]:
+            raise only_for([flag(name) for name in refused], "one input; " + "; ".join(
+                dict.fromkeys(SINGLE_ONLY[name] for name in refused)))
         # the last positionals are the styles: one, or one per --style-blend weight
         given, n = [input, *styles], len(options.style_blend or (1,))
         if len(given) <= n:
@@ -547,7 +547,11 @@ SINGLE_ARGUMENTS = {name: (p.default.metavar, p.default.help)
                     if name in BATCH_ARGUMENTS}
 
 
-SINGLE_ONLY = ("report", "work_dir", "keep_work", "restart")  # vstyle batch refuses these
+SINGLE_ONLY = {  # vstyle batch refuses these, and says what it does instead
+    "report": "for one input's figures, run vstyle INPUT STYLE -o OUTPUT --report PATH",
+    "work_dir": "vstyle batch keeps each output's work folder beside it in OUTDIR",
+    "keep_work": "vstyle batch keeps each output's work folder beside it in OUTDIR",
+    "restart": "to paint an output again, delete it and run the batch again"}
 BATCH_ONLY = ("workers", "ray", "ray_address", "chunk_frames")  # one input refuses these
 
 

@@ -639,10 +639,13 @@ def test_batch_refuses_a_file_name_for_its_folder(clip, style, tmp_path):
 def test_batch_refuses_options_of_a_single_run(clip, style, tmp_path):
     # the refusal names the options given, not every one it would refuse
     line = error_line(run_cli("batch", clip, style, "-o", tmp_path / "out", "--restart"))
-    assert line.startswith("error: --restart is for one input")
+    assert line == "error: --restart is for one input; to paint an output again, delete it " \
+        "and run the batch again"
     line = error_line(run_cli("batch", clip, style, "-o", tmp_path / "out", "--keep-work",
-                              "--report", tmp_path / "r.json"))
-    assert line.startswith("error: --report and --keep-work are for one input")
+                              "--report", tmp_path / "r.json", "--work-dir", tmp_path / "w"))
+    assert line == "error: --report, --work-dir and --keep-work are for one input; for one " \
+        "input's figures, run vstyle INPUT STYLE -o OUTPUT --report PATH; vstyle batch keeps " \
+        "each output's work folder beside it in OUTDIR"
     assert not (tmp_path / "out").exists() and not (tmp_path / "r.json").exists()
 
 
