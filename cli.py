@@ -529,7 +529,12 @@ class Stopped(Exception):
     which click would turn into its own bare Abort, dropping the message."""
 
 
+STOP_CODE = 130  # the exit code of a stopped run: 130 for Ctrl-C, 143 for kill (128 + signal)
+
+
 def _sigterm(signum, frame):
+    global STOP_CODE
+    STOP_CODE = 128 + signal.SIGTERM  # what a supervisor expects of a process it terminated
     raise KeyboardInterrupt  # the same clean stop as Ctrl-C
 
 
@@ -568,7 +573,8 @@ def read_as(batch: bool) -> None:
 
 
 def main() -> None:
-    """Console entry point: one line per error, exit codes 1 (user error), 130 (interrupted)."""
+    """Console entry point: one line per error, exit codes 1 (user error), 130 (Ctrl-C), 143
+    (kill)."""
     name_options_as_flags()  # the library's messages say --size 256, not size=256
     try:
         run_command()
@@ -577,7 +583,8 @@ def main() -> None:
 
 
 def run_command() -> None:
-    global BATCH
+    global BATCH, STOP_CODE
+    STOP_CODE = 130
     BATCH = len(sys.argv) > 1 and sys.argv[1] == "batch"
     if BATCH:
         del sys.argv[1]
@@ -589,7 +596,7 @@ def run_command() -> None:
         code = app(standalone_mode=False, prog_name="vstyle batch" if BATCH else None)
     except Stopped as e:
         err.print(f"[red]{escape(str(e))}")
-        sys.exit(130)
+        sys.exit(STOP_CODE)
     except vstyle.VStyleError as e:
         err.print(f"[red]error:[/red] {escape(str(e))}")
         sys.exit(1)
@@ -619,6 +626,7 @@ def run_command() -> None:
     # typers turn it into a returned 130, older ones into Abort.
     if code == 130:  # outputs are renamed into place whole: none is half-written
         err.print("[red]interrupted")
+        code = STOP_CODE
     if isinstance(code, int) and code:
         sys.exit(code)
 

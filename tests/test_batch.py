@@ -421,7 +421,7 @@ def test_kill_stops_a_batch_with_workers(style, tmp_path, workers):
     finally:
         with contextlib.suppress(ProcessLookupError):  # whatever is left of a failed stop
             os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130 and "interrupted: run the same command again" in stderr
+    assert proc.returncode == 143 and "interrupted: run the same command again" in stderr
     assert time.monotonic() - killed < 30  # not after every queued input has run
     assert "Traceback" not in stderr
     work = list(out.glob(".*.vstyle-work"))
