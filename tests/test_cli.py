@@ -550,7 +550,7 @@ def test_weights_set_in_the_environment_are_named_so(tmp_path, clip, style):
     (tmp_path / "junk.pth").write_text("not weights")
     junk = run_cli(clip, style, "-o", tmp_path / "out.gif", *FAST,
                    env={"VSTYLE_WEIGHTS": str(tmp_path / "junk.pth")})
-    assert "junk.pth (set by VSTYLE_WEIGHTS) cannot be read" in error_line(junk)
+    assert "junk.pth (set by VSTYLE_WEIGHTS) is no torch checkpoint" in error_line(junk)
 
 
 def test_batch_help_reads_inputs_first(tmp_path):

@@ -71,9 +71,13 @@ def test_weights_file_full_model_features_only_and_mismatch(tmp_path):
     torch.save({"something": torch.zeros(3)}, tmp_path / "other.pth")
     with pytest.raises(VStyleError, match="not a VGG19 state dict"):
         load_features(str(tmp_path / "other.pth"))
-    (tmp_path / "junk.pth").write_text("not a checkpoint")
-    with pytest.raises(VStyleError, match="cannot be read"):
+    (tmp_path / "junk.pth").write_text("hello")  # 'h', no pickle opcode: torch.load's KeyError
+    with pytest.raises(VStyleError, match=r"junk.pth is no torch checkpoint, or is cut short "
+                                          r"\(KeyError\): pass a VGG19 state dict"):
         load_features(str(tmp_path / "junk.pth"))
+    (tmp_path / "cut.pth").write_bytes(b"")
+    with pytest.raises(VStyleError, match=r"cut.pth is no torch checkpoint, or is cut short"):
+        load_features(str(tmp_path / "cut.pth"))
     torch.save(model.features, tmp_path / "whole.pth")  # the model, not its state dict
     with pytest.raises(VStyleError, match=r"whole.pth cannot be read \(UnpicklingError\): it "
                                           r"holds a whole model: save its weights with "

@@ -82,7 +82,9 @@ def _imagenet_features() -> nn.Sequential:
 def _unreadable(error: Exception) -> bool:
     """Whether torch.load failed on the file's bytes (cut short, not a checkpoint) rather than
     for another reason (permissions, memory)."""
-    return isinstance(error, (pickle.UnpicklingError, EOFError, IsADirectoryError, ValueError)) \
+    # (a text file gives KeyError: its first byte read as an unknown pickle opcode)
+    return isinstance(error, (pickle.UnpicklingError, EOFError, IsADirectoryError, ValueError,
+                              KeyError)) \
         or "PytorchStreamReader" in str(error)
 
 
@@ -101,8 +103,9 @@ def _file_features(path: Path) -> nn.Sequential:
         whole = "Unsupported global" in str(e)
         fix = ("it holds a whole model: save its weights with torch.save(model.state_dict(), "
                "path)" if whole else "pass a VGG19 state dict saved with torch.save")
-        raise VStyleError(f"{name} cannot be read ({type(e).__name__}): {fix}"
-                          ) from None
+        what = "is no torch checkpoint, or is cut short" if _unreadable(e) and not whole else \
+            "cannot be read"
+        raise VStyleError(f"{name} {what} ({type(e).__name__}): {fix}") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
