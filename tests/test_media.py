@@ -781,6 +781,12 @@ def test_style_image_that_is_not_an_image(tmp_path):
         media.load_image(path)
     with pytest.raises(VStyleError, match="not found"):
         media.load_image(tmp_path / "missing.jpg")
+    buffer = io.BytesIO()
+    Image.fromarray(moving_square(1)[0]).save(buffer, "JPEG")
+    path.write_bytes(buffer.getvalue()[:400])  # a download cut short
+    with pytest.raises(VStyleError, match=r"style image .* is damaged or cut short \(.*\): "
+                                          r"pass a \.jpg or \.png painting"):
+        media.load_image(path)
 
 
 # --- input errors --------------------------------------------------------------------------------

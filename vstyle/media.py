@@ -28,7 +28,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import cv2
 import imageio_ffmpeg
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import VStyleError, listed, opt, options_named_as_flags, plural, warn
 from .options import MAX_SIZE, seconds
@@ -222,12 +222,15 @@ def _srgb_profile():
 
 
 def _read_image(path: Path, problem: str) -> np.ndarray:
-    """Decode an image file; a failure is a VStyleError saying `problem` (with {path}, {why})."""
+    """Decode an image file; a failure is a VStyleError saying `problem` (with {path}, {why},
+    and {fault}: no image at all, or a damaged one)."""
     try:
         with Image.open(path) as image:
             return _to_rgb(image)
     except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise VStyleError(problem.format(path=path, why=_brief(error))) from None
+        fault = "is not an image" if isinstance(error, UnidentifiedImageError) else \
+            "is damaged or cut short"
+        raise VStyleError(problem.format(path=path, why=_brief(error), fault=fault)) from None
 
 
 def load_image(path: str | Path, what: str = "style image") -> np.ndarray:
@@ -245,7 +248,7 @@ def load_image(path: str | Path, what: str = "style image") -> np.ndarray:
                           f"{what} {path} is {clip}: stylize_image takes one image; "
                           "vstyle.stylize takes clips")
     kind = "painting" if what == "style image" else "image"
-    return _read_image(Path(path), f"{what} {{path}} is not an image ({{why}}): pass a .jpg or "
+    return _read_image(Path(path), f"{what} {{path}} {{fault}} ({{why}}): pass a .jpg or "
                                    f".png {kind}")
 
 
