@@ -846,6 +846,17 @@ def test_a_video_cut_short_after_its_index_is_read_with_a_warning(tmp_path):
     assert 0 < source.n_frames < 60
     assert f"the {source.n_frames} frames" in str(caught[0].message)
     assert len(list(source.frames((80, 60)))) == source.n_frames
+    there = source.n_frames
+    with pytest.warns(VStyleWarning, match=f"stylizing the {there - 5} frames that are there"):
+        assert media.open_source(cut, start=5 / 30, max_frames=100).n_frames == there - 5
+    with warnings.catch_warnings():  # the frames asked for are all there: nothing to say
+        warnings.simplefilter("error")
+        assert media.open_source(cut, start=5 / 30, max_frames=3).n_frames == 3
+    # past what the file holds: its index's length (2 s) is not said, the cut is
+    with pytest.raises(VStyleError, match=r"start=1.9 s is past the last frame of video "
+                                          r".*cut.mp4: pass an earlier start, or the complete "
+                                          r"file \(this one is cut short"):
+        media.open_source(cut, start=1.9)
 
 
 # --- WebP ----------------------------------------------------------------------------------------

@@ -447,15 +447,22 @@ def _open_video(path: Path, max_frames: int | None = None, fps: float | None = N
         # --start counts from the first picture, which may come after the file's start (a TS
         # camcorder clip's sound starts a few frames before it; a cut one mid-GOP, later)
         picture = _first_picture(path, described) if start or "audio_codec" in meta else 0.0
-        n, length, seeks = _count_cut(path, max_frames, resample, start, end, picture + start)
+        n, length, seeks, short = _count_cut(path, max_frames, resample, start, end,
+                                             picture + start)
         sound = _sound_from(path, picture, start, seeks) if "audio_codec" in meta else 0.0
     except Exception as error:  # anything ffmpeg raises: the file is unusable
         raise _unreadable_video(path, error) from None
+    if short and n and (max_frames is None or n < max_frames):  # (the frames asked for are there)
+        warn(f"video {path} is cut short (an unfinished download or copy?): its index lists "
+             f"more frames than the file holds; stylizing the {plural(n, 'frame')} that are "
+             "there")
     if not n and end is not None:
         raise VStyleError(f"no frame of video {path} starts between {opt('start', start)} s "
-                          f"and {opt('end', end)} s: widen the range")
-    if not n and start:
-        raise _past_the_end(path, "video", start, meta.get("duration"))
+                          f"and {opt('end', end)} s: widen the range"
+                          f"{f', or pass {CUT_SHORT}' * short}")
+    if not n and start:  # (the index's length is not the file's)
+        raise _past_the_end(path, "video", start, None if short else meta.get("duration"),
+                            f", or {CUT_SHORT}" * short)
     if not n:
         raise _unreadable_video(path, ValueError("no decodable frames"))
     fps = fps or meta.get("fps") or (n / length if length else 25.0)
@@ -498,18 +505,20 @@ SEEKABLE = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".3gp"}
 
 
 def _count_cut(path: Path, limit: int | None, resample: str, start: float,
-               end: float | None, start_time: float) -> tuple[int, float, bool]:
+               end: float | None, start_time: float) -> tuple[int, float, bool, bool]:
     """_count_frames of a video cut to the frames that start in [start, end) (--start, --end;
-    seconds from its first picture, at start_time in the file), and whether ffmpeg may seek
-    there. Seeking is tried first (a late start in a long film then costs no decoding from
+    seconds from its first picture, at start_time in the file), whether ffmpeg may seek
+    there, and whether the file is cut short. Seeking is tried first (a late start in a long film then costs no decoding from
     0:00) where it decodes cleanly: from a keyframe, some real files decode into garbage
     (cockatoo.mp4, even from its IDR frame at 3.8 s); those are trimmed instead."""
     seeking = ["-ss", f"{start_time:.6f}"]
     if start and path.suffix.lower() in SEEKABLE and _decodes_cleanly(path, seeking):
-        n, length = _count_frames(path, limit, _timeline(resample, start, end, True), seeking)
+        n, length, short = _count_frames(path, limit, _timeline(resample, start, end, True),
+                                         seeking)
         if n:
-            return n, length, True
-    return *_count_frames(path, limit, _timeline(resample, start, end, False)), False
+            return n, length, True, short
+    n, length, short = _count_frames(path, limit, _timeline(resample, start, end, False))
+    return n, length, False, short
 
 
 # frames decoded after a seek to call it clean: cockatoo.mp4's damage showed in 18 of its first 20
@@ -541,10 +550,14 @@ def _timeline(resample: str, start: float = 0.0, end: float | None = None,
     return ["setpts=PTS-STARTPTS", *cut, *_resampled(resample)]
 
 
-def _past_the_end(path: Path, what: str, start: float, length: float | None) -> VStyleError:
+CUT_SHORT = "the complete file (this one is cut short: an unfinished download or copy?)"
+
+
+def _past_the_end(path: Path, what: str, start: float, length: float | None,
+                  also: str = "") -> VStyleError:
     long = f" ({length:g} s long)" if length else ""
     return VStyleError(f"{opt('start', start)} s is past the last frame of {what} {path}"
-                       f"{long}: pass an earlier {opt('start')}")
+                       f"{long}: pass an earlier {opt('start')}{also}")
 
 
 def _cut(source: Source, start: float, end: float | None) -> Source:
@@ -642,9 +655,10 @@ def _assumed_matrix(pix_fmt: str, size: tuple[int, int]) -> str:
 
 def _count_frames(path: Path, limit: int | None = None,
                   timeline: Sequence[str] = ("setpts=PTS-STARTPTS",),
-                  seeking: Sequence[str] = ()) -> tuple[int, float]:
+                  seeking: Sequence[str] = ()) -> tuple[int, float, bool]:
     """Decode the first video stream (or its first `limit` frames) to nowhere: the frame count
-    and their length, timed from the first picture (where the sound starts earlier, the file's
+    and their length, timed from the first picture, and whether the file is cut short (an
+    MP4's or a MOV's index lists frames past its end) (where the sound starts earlier, the file's
     own clock adds the gap). The limit matters: `--max-frames 24` of a two-minute 1080p clip
     waited 11 s for this on 2 cores, of an hour-long film minutes. With a limit, the length is
     where the next frame starts: ffmpeg's end time for a clip cut short is wrong for MKV and TS
@@ -658,18 +672,14 @@ def _count_frames(path: Path, limit: int | None = None,
         raise RuntimeError(log)
     frames = re.findall(r"frame=\s*(\d+)", log)
     n = int(frames[-1]) if frames else 0
-    if re.search(r"offset 0x[0-9a-f]+: partial file", log):  # MP4/MOV: its index lists frames
-        # past the end of the file
-        warn(f"video {path} is cut short (an unfinished download or copy?): its index "
-             f"lists more frames than the file holds; stylizing the {plural(n, 'frame')} "
-             "that are there")
+    short = bool(re.search(r"offset 0x[0-9a-f]+: partial file", log))
     if limit is not None and n > limit:
         starts = dict(re.findall(r"\bn:\s*(\d+)\s+pts:\s*-?\d+\s+pts_time:\s*(-?[\d.]+)", log))
         if str(limit) in starts:
-            return limit, float(starts[str(limit)])
+            return limit, float(starts[str(limit)]), short
     times = re.findall(r"time=\s*(\d+):(\d+):([\d.]+)", log)
     h, m, s = times[-1] if times else (0, 0, 0)
-    return n, int(h) * 3600 + int(m) * 60 + float(s)
+    return n, int(h) * 3600 + int(m) * 60 + float(s), short
 
 
 def _video_frames(source: Source) -> Iterator[np.ndarray]:
