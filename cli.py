@@ -303,14 +303,13 @@ def run_batch(inputs: list[Path], styles: list[Path], outdir: Optional[Path],
     failed = [o for o in outcomes if o.status == "failed"]
     several = len({tuple(o.styles) for o in outcomes}) > 1  # a folder of paintings
     if not quiet:
-        # paths wrap rather than end in an ellipsis
+        # paths wrap rather than end in an ellipsis; errors follow, a line each, unwrapped
         table = Table(Column("input", overflow="fold"),
                       *[Column("style", overflow="fold")] * several, "status", "frames",
-                      Column("output / error", overflow="fold"))
+                      Column("output", overflow="fold"))
         for o in outcomes:
             table.add_row(str(o.input), *["+".join(p.name for p in o.styles)] * several,
-                          o.status, str(o.frames or "-"),
-                          escape(o.error) if o.error else str(o.output))
+                          o.status, str(o.frames or "-"), "(below)" if o.error else str(o.output))
         err.print(table)
     # one line each, also with --quiet; an input that fails alike in every painting, once
     said: dict[tuple, list] = {}
