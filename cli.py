@@ -544,8 +544,8 @@ BATCH = False  # `vstyle batch ...`: the same options, many inputs
 BATCH_ARGUMENTS = {  # metavar, help
     "input": ("INPUTS...", "Videos, GIFs, folders of clips, folders of frames, images, or .txt "
                            "files listing them."),
-    "output": (None, "OUTDIR: the folder the outputs go in, each named <input>-<style> in its "
-                     "input's kind.")}
+    "output": ("OUTDIR", "The folder the outputs go in, each named <input>-<style> in its "
+                         "input's kind.")}
 SINGLE_ARGUMENTS = {name: (p.default.metavar, p.default.help)
                     for name, p in inspect.signature(main_command).parameters.items()
                     if name in BATCH_ARGUMENTS}

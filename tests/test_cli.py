@@ -558,7 +558,7 @@ def test_batch_help_reads_inputs_first(tmp_path):
     assert "vstyle batch [OPTIONS] {INPUTS...} {STYLE}..." in usage.replace("\n", " ") or \
         "vstyle batch [OPTIONS] INPUTS... STYLE..." in usage, usage[:300]
     words = " ".join(usage.split())
-    assert "The last path is the style" in words and "OUTDIR: the folder the outputs go in" in words
+    assert "The last path is the style" in words and "OUTDIR The folder the outputs go in" in words
 
 
 def test_eta_counts_iterations_not_frames():
