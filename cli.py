@@ -41,7 +41,7 @@ from rich.text import Text
 
 import vstyle
 from vstyle import media
-from vstyle.errors import flag, listed, name_options_as_flags, plural
+from vstyle.errors import flag, listed, name_options_as_flags, plural, warn
 from vstyle.media import OUTPUT_EXTS
 from vstyle.options import Options
 
@@ -251,7 +251,14 @@ def main_command(
                     f"{f'{n} paths are the styles' if n > 1 else 'path is the style'}"
                     f"{f' (one per --style-blend weight)' if n > 1 else ''}: put the painting"
                     f"{'s' * (n > 1)} last{' (or a folder of paintings)' * (n == 1)}")
-        run_batch(given[:-n], given[-n:], output, options, quiet, workers, ray, ray_address,
+        inputs = given[:-n]
+        if n == 1 and media.input_kind(inputs[-1]) == "image" and any(
+                media.input_kind(p) in ("video", "animation", "folder") for p in inputs):
+            # among clips, a still right before the style: two paintings meant to be blended?
+            warn(f"vstyle batch: {inputs[-1]} is painted as an input, like the clips (the last "
+                 f"path alone is the style); to paint with it and {given[-1]} blended, add "
+                 "--style-blend 1,1")
+        run_batch(inputs, given[-n:], output, options, quiet, workers, ray, ray_address,
                   chunk_frames)
         return
     if refused := [flag(name) for name in BATCH_ONLY if name in typed]:

@@ -63,6 +63,20 @@ def test_batch_workers_name_options_as_the_batch_does():
     assert errors.opt("size", 256) == "size=256"
 
 
+def test_batch_says_an_option_moot_for_every_output_once_and_one_moot_for_some_never(
+        style, tmp_path):
+    clips = [write_gif(tmp_path / f"{name}.gif", frames(2), [100, 100]) for name in "ab"]
+    photo = tmp_path / "photo.png"
+    Image.fromarray(frames(1, 40, 30)[0]).save(photo)
+    options = Options(**{**TINY.__dict__, "crf": 20})
+    with pytest.warns(VStyleWarning) as said:  # two GIFs and a still: no MP4 among them
+        outcomes = run_batch([*clips, photo], style, tmp_path / "out", options)
+    assert [o.status for o in outcomes] == ["done"] * 3
+    # iterations=3 is moot for the photo alone, not for the GIFs: nothing said of it
+    assert [str(w.message) for w in said if "ignored" in str(w.message)] == [
+        "ignored: crf=20 (an MP4's quality)"]
+
+
 def test_a_long_webp_fails_at_planning_not_after_its_chunks(style, tmp_path, monkeypatch):
     monkeypatch.setattr(media, "WEBP_MAX_BYTES", 100)
     monkeypatch.setattr(media, "_ffmpeg_writes_webp", lambda: False)  # a system ffmpeg's

@@ -553,6 +553,17 @@ def test_weights_set_in_the_environment_are_named_so(tmp_path, clip, style):
     assert "junk.pth (set by VSTYLE_WEIGHTS) is no torch checkpoint" in error_line(junk)
 
 
+def test_batch_warns_of_a_still_right_before_the_style_among_clips(clip, style, tmp_path):
+    painting = tmp_path / "painting.png"
+    shutil.copy(style, painting)
+    result = run_cli("batch", clip, painting, style, "-o", tmp_path / "out", *FAST)
+    assert result.returncode == 0, result.stderr
+    assert f"warning: vstyle batch: {painting} is painted as an input, like the clips (the " \
+        "last path alone is the style); to paint with it and" in " ".join(result.stderr.split())
+    assert sorted(p.name for p in (tmp_path / "out").glob("*-style.*")) == [
+        "clip-style.mp4", "painting-style.png"]
+
+
 def test_batch_help_reads_inputs_first(tmp_path):
     usage = run_cli("batch", "--help").stdout
     assert "vstyle batch [OPTIONS] {INPUTS...} {STYLE}..." in usage.replace("\n", " ") or \

@@ -31,7 +31,7 @@ from . import media
 from .errors import (VStyleError, VStyleWarning, name_options_as_flags, opt,
                      options_named_as_flags, plural, warn)
 from .options import Options
-from .video import (WORK_SUFFIX, audio_for, default_work_dir, manifest, stylize,
+from .video import (WORK_SUFFIX, audio_for, default_work_dir, manifest, moot_here, stylize,
                     written_size)
 from .workdir import file_hash, fingerprint, read_frame, remove_idle, write_atomic
 
@@ -200,8 +200,10 @@ def run_job(job: Job, options: Options) -> tuple[str, int, str]:
     if job.chunk_done:
         return "done", len(media.written_frames(job.output)), ""  # from an earlier run
     try:
-        result = stylize(job.source or job.input, job.styles, job.output, options,
-                         frame_range=job.frame_range)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "ignored: ", VStyleWarning)  # the batch said them
+            result = stylize(job.source or job.input, job.styles, job.output, options,
+                             frame_range=job.frame_range)
         return "done", result.n_frames, ""
     except Exception as e:  # a bug or a library's error too: still only this input fails
         # (Ctrl-C, as Interrupted, is no Exception: it stops the whole batch)
@@ -400,6 +402,16 @@ def finished(output: Path) -> bool:
 OnDone = Callable[[Job, str, int, str], None]
 
 
+def moot_everywhere(outcomes: list[Outcome], options: Options) -> list[str]:
+    """Options that every output or input makes moot (--crf for GIFs alone), said once for
+    the batch; where some need them (a clip's --iterations, a photo beside it) nothing is."""
+    probed = [(media.output_kind(o.output), o.jobs[0].source) for o in outcomes
+              if o.jobs and o.jobs[0].source is not None]
+    moot = [set(moot_here(kind, source, options)) for kind, source in probed]
+    return [what for what in moot_here(*probed[0], options) if all(what in m for m in moot)] \
+        if probed else []
+
+
 def run_batch(inputs: list[Path], styles: Sequence[Path] | Sequence[Sequence[Path]],
               outdir: Path, options: Options, *,
               workers: int | None = None, ray_address: str | None = None, use_ray: bool = False,
@@ -434,6 +446,8 @@ def run_batch(inputs: list[Path], styles: Sequence[Path] | Sequence[Sequence[Pat
     if len(looks) == 1 and len(looks[0]) == 1 and looks[0][0].is_dir():
         looks = [[p] for p in style_folder(looks[0][0], outdir)]
     outcomes, jobs = plan(inputs, looks, outdir, options, chunk_frames, on_notice)
+    for what in moot_everywhere(outcomes, options):
+        warn(f"ignored: {what}")
     outdir.mkdir(parents=True, exist_ok=True)  # once the plan holds
     if on_plan:
         on_plan(jobs)
@@ -532,7 +546,6 @@ def _worker_init(cards, flags: bool) -> None:
     # A forked worker inherits the CLI's warning printer, whose console lock another thread of
     # the parent may have held at the fork: print plainly.
     warnings.showwarning = _plain_warning
-    warnings.filterwarnings("ignore", "ignored: ", VStyleWarning)  # the batch said them
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _worker_stop)
 
