@@ -508,9 +508,10 @@ def _count_cut(path: Path, limit: int | None, resample: str, start: float,
                end: float | None, start_time: float) -> tuple[int, float, bool, bool]:
     """_count_frames of a video cut to the frames that start in [start, end) (--start, --end;
     seconds from its first picture, at start_time in the file), whether ffmpeg may seek
-    there, and whether the file is cut short. Seeking is tried first (a late start in a long film then costs no decoding from
-    0:00) where it decodes cleanly: from a keyframe, some real files decode into garbage
-    (cockatoo.mp4, even from its IDR frame at 3.8 s); those are trimmed instead."""
+    there, and whether the file is cut short. Seeking is tried first (a late start in a long
+    film then costs no decoding from 0:00) where it decodes cleanly: from a keyframe, some real
+    files decode into garbage (cockatoo.mp4, even from its IDR frame at 3.8 s); those are
+    trimmed instead."""
     seeking = ["-ss", f"{start_time:.6f}"]
     if start and path.suffix.lower() in SEEKABLE and _decodes_cleanly(path, seeking):
         n, length, short = _count_frames(path, limit, _timeline(resample, start, end, True),
@@ -656,10 +657,10 @@ def _assumed_matrix(pix_fmt: str, size: tuple[int, int]) -> str:
 def _count_frames(path: Path, limit: int | None = None,
                   timeline: Sequence[str] = ("setpts=PTS-STARTPTS",),
                   seeking: Sequence[str] = ()) -> tuple[int, float, bool]:
-    """Decode the first video stream (or its first `limit` frames) to nowhere: the frame count
-    and their length, timed from the first picture, and whether the file is cut short (an
-    MP4's or a MOV's index lists frames past its end) (where the sound starts earlier, the file's
-    own clock adds the gap). The limit matters: `--max-frames 24` of a two-minute 1080p clip
+    """Decode the first video stream (or its first `limit` frames) to nowhere: the frame count,
+    their length, timed from the first picture (where the sound starts earlier, the file's own
+    clock adds the gap), and whether the file is cut short (an MP4's or a MOV's index lists
+    frames past its end). The limit matters: `--max-frames 24` of a two-minute 1080p clip
     waited 11 s for this on 2 cores, of an hour-long film minutes. With a limit, the length is
     where the next frame starts: ffmpeg's end time for a clip cut short is wrong for MKV and TS
     with variable frame rate (0.04 s for frames lasting 0.08 s). timeline: _timeline's filters;

@@ -190,10 +190,9 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
             features = load_features(options.weights, options.seed) \
                 if work.done < source.n_frames else None
             emit(Event("start", n_frames=source.n_frames, frame=reused))
-            if features is not None:  # said once the run is sure to go ahead
-                for what in moot_here(kind, source, options):
-                    warn(f"ignored: {what}")
             if features is not None:
+                for what in moot_here(kind, source, options):  # once the run is sure to go on
+                    warn(f"ignored: {what}")
                 run_frames(source, style_images, options, size, work, emit, device, features)
                 features = None  # the network's memory is free for the encoding
             emit(Event("encode", n_frames=source.n_frames, message=str(output)))
