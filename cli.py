@@ -296,10 +296,9 @@ def run_batch(inputs: list[Path], styles: list[Path], outdir: Optional[Path],
     if outdir.suffix.lower() in OUTPUT_EXTS and not outdir.is_dir():
         raise vstyle.VStyleError(f"vstyle batch -o {outdir}: -o is the folder the outputs go "
                                  "in (each named after its input), not a file")
-    expanded = batch.expand_inputs(inputs, known=[*styles, outdir])
     with BatchProgress(quiet, options) as view:
         try:
-            outcomes = batch.run_batch(expanded, styles, outdir, options,
+            outcomes = batch.run_batch(inputs, styles, outdir, options,
                                        workers=workers, use_ray=use_ray,
                                        ray_address=address, chunk_frames=chunk_frames,
                                        on_plan=view.plan, on_done=view.done,
@@ -582,10 +581,15 @@ def main() -> None:
     """Console entry point: one line per error, exit codes 1 (user error), 130 (Ctrl-C), 143
     (kill)."""
     name_options_as_flags()  # the library's messages say --size 256, not size=256
+    shown = warnings.showwarning
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         run_command()
-    finally:  # a caller in the same process (a test) gets the library's keywords back
+    finally:  # a caller in the same process (a test) gets its keywords, warnings and signals back
         name_options_as_flags(False)
+        warnings.showwarning = shown
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
 
 
 def run_command() -> None:

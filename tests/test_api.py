@@ -52,6 +52,29 @@ def test_an_unknown_option_or_a_dict_for_options_is_a_type_error_that_says_so(tm
     with pytest.raises(TypeError, match=r"options must be a vstyle.Options, not dict \(or pass "
                                         "them as keywords"):
         vstyle.stylize(tmp_path / "clip.mp4", tmp_path / "style.png", None, {"size": 32})
+    # the functions' own keywords, misspelt, are found too
+    with pytest.raises(TypeError, match="unknown option 'on_evnt': did you mean 'on_event'"):
+        vstyle.stylize(tmp_path / "clip.mp4", tmp_path / "style.png", on_evnt=print)
+    with pytest.raises(TypeError, match="unknown option 'reprot': did you mean 'report'"):
+        vstyle.stylize(tmp_path / "clip.mp4", tmp_path / "style.png", reprot="r.json")
+    with pytest.raises(TypeError, match="unknown option 'on_evnt': did you mean 'on_event'"):
+        vstyle.stylize_image(frames(1)[0], frames(1)[0], on_evnt=print)
+
+
+@pytest.mark.parametrize("given, says", [
+    (dict(restart="no"), "restart='no': pass True or False"),  # "no" is truthy: it restarted
+    (dict(keep_work=1), "keep_work=1: pass True or False"),
+    (dict(output=123), "output=123: pass a path"),
+    (dict(report=5), "report=5: pass a path"),
+    (dict(work_dir=[1]), r"work_dir=\[1\]: pass a path"),
+    (dict(on_event=5), "on_event=5: pass a function, called with each vstyle.Event"),
+    (dict(frame_range=3), r"frame_range=3: pass \(start, end\), frames counted from 0"),
+    (dict(frame_range=(2, 1)), r"frame_range=\(2, 1\): pass \(start, end\)")])
+def test_stylize_refuses_its_own_arguments_of_the_wrong_type_by_name(clip, style, tmp_path,
+                                                                     given, says):
+    with pytest.raises(vstyle.VStyleError, match=f"^{says}"):
+        vstyle.stylize(clip, style, **{"output": tmp_path / "out.gif", **given, **TINY})
+    assert list(tmp_path.glob("*out*")) == []
 
 
 def test_stylize_says_it_takes_paths_where_an_array_is_given(clip, style, tmp_path):
@@ -102,6 +125,8 @@ def test_ctrl_c_is_not_swallowed_by_a_loop_that_catches_exception(clip, style, t
             except Exception:  # a script's "log it and go on to the next clip"
                 went_on.append(out)
     assert went_on == []
+    with pytest.raises(vstyle.Interrupted, match="interrupted: nothing was written"):
+        vstyle.stylize_image(frames(1)[0], style, on_event=stop, **TINY)
 
 
 def test_warnings_point_at_the_callers_line(recwarn):

@@ -63,6 +63,15 @@ def test_batch_workers_name_options_as_the_batch_does():
     assert errors.opt("size", 256) == "size=256"
 
 
+def test_run_batch_from_python_takes_strings_folders_and_keywords(three_clips, style,
+                                                                 tmp_path):
+    import vstyle  # vstyle.batch comes with the package
+    outcomes = vstyle.batch.run_batch([str(three_clips)], str(style), str(tmp_path / "out"),
+                                      **TINY.__dict__)  # a folder of clips: each clip
+    assert [(o.input.name, o.status) for o in outcomes] == [
+        ("a.mp4", "done"), ("b.gif", "done"), ("c.mp4", "failed")]  # c.mp4 is cut short
+
+
 def test_batch_says_an_option_moot_for_every_output_once_and_one_moot_for_some_never(
         style, tmp_path):
     clips = [write_gif(tmp_path / f"{name}.gif", frames(2), [100, 100]) for name in "ab"]

@@ -8,6 +8,7 @@ mixed sizes; an output folder that does not exist yet) work.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -392,6 +393,20 @@ def run_in_process(args, cwd: Path, monkeypatch, capsys) -> subprocess.Completed
         code = exit.code
     out = capsys.readouterr()
     return subprocess.CompletedProcess(args, code, out.out, out.err)
+
+
+def test_main_in_process_gives_back_warnings_and_signals(monkeypatch, capsys):
+    import signal
+    import warnings
+    import cli
+    monkeypatch.setattr(sys, "argv", ["vstyle", "--version"])
+    before = (warnings.showwarning, signal.getsignal(signal.SIGINT),
+              signal.getsignal(signal.SIGTERM))
+    with contextlib.suppress(SystemExit):
+        cli.main()
+    assert "vstyle" in capsys.readouterr().out
+    assert (warnings.showwarning, signal.getsignal(signal.SIGINT),
+            signal.getsignal(signal.SIGTERM)) == before
 
 
 @pytest.mark.parametrize("case", list(BAD))

@@ -156,8 +156,11 @@ def test_python_callers_may_pass_one_value_for_a_tuple_option(clip, style, tmp_p
         ("conv1_1", "conv2_1"), ("conv4_2",), (2,), (0.5,))
     with pytest.raises(vstyle.VStyleError, match="temporal_frames='a,b': pass int values"):
         vstyle.Options(temporal_frames="a,b")
-    with pytest.raises(vstyle.VStyleError, match=r"frame_range \(5, 2\): pass \(start, end\)"):
+    with pytest.raises(vstyle.VStyleError, match=r"frame_range=\(5, 2\): pass \(start, end\)"):
         vstyle.stylize(clip, style, tmp_path / "out.gif", frame_range=(5, 2), **TINY)
+    with pytest.raises(vstyle.VStyleError, match=r"frame_range=\(9, 12\): pass \(start, end\) "
+                                                 r"with .* below the 8 frames"):
+        vstyle.stylize(clip, style, tmp_path / "out.gif", frame_range=(9, 12), **TINY)
     assert not list(tmp_path.glob("*out*"))
 
 

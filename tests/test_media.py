@@ -21,7 +21,7 @@ from PIL import Image
 from conftest import write_gif
 import vstyle
 from vstyle import media
-from vstyle.errors import VStyleError, VStyleWarning
+from vstyle.errors import VStyleError, VStyleWarning, name_options_as_flags
 from vstyle.media import Timing
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -461,8 +461,16 @@ def test_clips_beside_a_folders_frames_are_named_as_left_out(tmp_path):
         Image.fromarray(frame).save(folder / f"{i}.png")
     write_video(folder / "preview.mp4", moving_square(3), 10)
     with pytest.warns(VStyleWarning, match=r"folder .*shots is read as 2 frames; left out: "
-                                           r"preview.mp4 \(stylize clips with `vstyle batch"):
+                                           r"preview.mp4 \(stylize clips with vstyle\.batch\."
+                                           r"run_batch\(\[.*shots'\], style, outdir\)\)$"):
         assert media.open_source(folder).n_frames == 2
+    name_options_as_flags()  # the command line's words
+    try:
+        with pytest.warns(VStyleWarning, match=r"\(stylize clips with `vstyle batch .*shots "
+                                               r"STYLE -o OUTDIR`\)$"):
+            media.open_source(folder)
+    finally:
+        name_options_as_flags(False)
 
 
 @pytest.mark.parametrize("kind", ["mp4", "gif", "webp", "folder"])

@@ -181,7 +181,7 @@ def test_interrupted_run_resumes_without_a_seam(clip, style, tmp_path, gaps):
     def stop_after_three(event):
         if event.kind == "frame" and event.frame == 3:
             raise KeyboardInterrupt
-    with pytest.raises(vstyle.Interrupted, match="run the same command again"):
+    with pytest.raises(vstyle.Interrupted, match="call it again the same way to resume"):
         vstyle.stylize(clip, style, out, max_frames=6, work_dir=work, on_event=stop_after_three,
                        temporal_frames=gaps, **TINY)
     assert not out.exists() and sorted(p.name for p in work.glob("*.png")) == \
@@ -386,7 +386,7 @@ def test_a_repeated_picture_is_copied_not_painted_again(style, tmp_path, monkeyp
                         warp(*args, **kwargs))
     result = vstyle.stylize(folder, style, tmp_path / "out", **TINY)
     assert [f["iterations"] > 0 for f in result.frames] == [True, True, False, True]
-    assert [f.get("repeat", False) for f in result.frames] == [False, False, True, False]
+    assert [f["repeat"] for f in result.frames] == [False, False, True, False]
     assert len(flows) == 2  # none for the copy
     assert result.frames[2]["loss"] == result.frames[1]["loss"]  # no NaN in the report
     out = [media.load_image(p) for p in media.written_frames(tmp_path / "out")]
@@ -415,7 +415,7 @@ def test_ctrl_c_while_encoding_keeps_the_frames(clip, style, tmp_path, monkeypat
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
     monkeypatch.setattr(media, "write_output", interrupted)
-    with pytest.raises(vstyle.Interrupted, match="4 of 4 frames are kept in .*run the same"):
+    with pytest.raises(vstyle.Interrupted, match="4 of 4 frames are kept in .*call it again"):
         vstyle.stylize(clip, style, tmp_path / "out.gif", max_frames=4, **TINY)
     assert len(list((tmp_path / ".out.gif.vstyle-work").glob("*.png"))) == 4
     # the rerun only encodes: it needs no network (no weights, no GPU)
@@ -432,7 +432,7 @@ def test_a_full_disk_while_encoding_says_the_frames_are_kept(clip, style, tmp_pa
     monkeypatch.setattr(media, "_write_gif", full)
     with pytest.raises(vstyle.VStyleError, match=r"^could not write .*out.gif \(.*No space left "
                        r"on device\): check free disk space .*; the 3 painted frames are kept "
-                       r"in .*\.out\.gif\.vstyle-work: run the same command again to encode "
+                       r"in .*\.out\.gif\.vstyle-work: call it again the same way to encode "
                        r"them$"):
         vstyle.stylize(clip, style, tmp_path / "out.gif", max_frames=3, **TINY)
     assert len(list((tmp_path / ".out.gif.vstyle-work").glob("*.png"))) == 3
@@ -479,6 +479,7 @@ def test_report_has_per_frame_stats_and_consistency(clip, style, tmp_path):
     c = data["consistency"]
     assert c["pairs"] == 3 and c["warping_error"] > 0 and c["input_warping_error"] > 0
     assert c["ratio"] == pytest.approx(c["warping_error"] / c["input_warping_error"])
+    assert data["options"]["max_frames"] == 4 and data["options"]["size"] == TINY["size"]
 
 
 def test_consistency_measured_during_the_run_equals_the_metric(clip, style, tmp_path):

@@ -7,6 +7,7 @@ optimize (one frame) -> flow (temporal warm start) -> video (the frame loop) -> 
 from .errors import VStyleError, VStyleWarning
 from .options import Options
 from .video import Event, Interrupted, RunResult, stylize, stylize_image
+from . import batch  # vstyle.batch.run_batch: many inputs, resumable, on several GPUs
 
 __all__ = ["Options", "VStyleError", "VStyleWarning", "Event", "Interrupted", "RunResult",
            "stylize", "stylize_image"]

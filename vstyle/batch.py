@@ -31,8 +31,8 @@ from . import media
 from .errors import (VStyleError, VStyleWarning, name_options_as_flags, opt,
                      options_named_as_flags, plural, warn)
 from .options import Options
-from .video import (WORK_SUFFIX, audio_for, default_work_dir, manifest, moot_here, stylize,
-                    written_size)
+from .video import (WORK_SUFFIX, audio_for, default_work_dir, manifest, moot_here,
+                    resolve_options, stylize, written_size)
 from .workdir import file_hash, fingerprint, read_frame, remove_idle, write_atomic
 
 OVERLAP = 8  # frames a chunk starts early (and fades in over)
@@ -412,20 +412,26 @@ def moot_everywhere(outcomes: list[Outcome], options: Options) -> list[str]:
         if probed else []
 
 
-def run_batch(inputs: list[Path], styles: Sequence[Path] | Sequence[Sequence[Path]],
-              outdir: Path, options: Options, *,
+def run_batch(inputs: Sequence[str | Path], styles: str | Path | Sequence,
+              outdir: str | Path, options: Options | None = None, *,
               workers: int | None = None, ray_address: str | None = None, use_ray: bool = False,
               chunk_frames: int | None = None,
               on_plan: Callable[[list[Job]], None] | None = None,
               on_done: OnDone | None = None,
-              on_notice: Callable[[str], None] | None = None) -> list[Outcome]:
-    """Stylize every input into outdir; one failure never stops the others. `styles`: the
-    look, one style image or those style_blend blends; or a list of looks, or a folder of
-    paintings, each input painted in each (outdir/<input>-<style> apiece). `workers`: jobs
-    at once (default: one per GPU locally, as many as the Ray cluster takes). on_plan gets
-    the jobs before they start, on_done each one's result as it ends, on_notice news while
-    planning (a long video counted)."""
-    options = options.validate()
+              on_notice: Callable[[str], None] | None = None, **option_values) -> list[Outcome]:
+    """Stylize every input into outdir; one failure never stops the others, and the same call
+    again skips finished outputs and resumes the others. Returns an Outcome per output.
+
+    inputs: files, folders (of clips: each clip; of images: one input) and .txt lists of
+    them. `styles`: the look, one style image or those style_blend blends; or a list of
+    looks, or a folder of paintings, each input painted in each (outdir/<input>-<style>
+    apiece). Options as for `stylize` (an Options and/or keywords). `workers`: jobs at once
+    (default: one per GPU locally, as many as the Ray cluster takes). on_plan(jobs) gets the
+    jobs before they start, on_done(job, status, frames, error) each one's result as it ends
+    (an input that fails while planning is only in the returned list), on_notice(message)
+    news while planning (a long video counted)."""
+    options = resolve_options(options, option_values)
+    outdir = Path(outdir)
     for name, value in (("workers", workers), ("chunk_frames", chunk_frames)):
         if value is not None and value < 1:
             raise VStyleError(f"{opt(name)} must be at least 1 (got {value})")
@@ -443,6 +449,7 @@ def run_batch(inputs: list[Path], styles: Sequence[Path] | Sequence[Sequence[Pat
         styles = [styles]
     looks = [[Path(p) for p in look] for look in (
         [styles] if all(isinstance(p, (str, os.PathLike)) for p in styles) else styles)]
+    inputs = expand_inputs(inputs, known=[*(p for look in looks for p in look), outdir])
     if len(looks) == 1 and len(looks[0]) == 1 and looks[0][0].is_dir():
         looks = [[p] for p in style_folder(looks[0][0], outdir)]
     outcomes, jobs = plan(inputs, looks, outdir, options, chunk_frames, on_notice)

@@ -67,6 +67,18 @@ def _text(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def again(why: str) -> str:
+    """How to pick up where a run stopped, in the caller's words: 'run the same command again
+    to resume', or (from Python) 'call it again the same way to resume'."""
+    return f"run the same command again {why}" if _FLAGS else f"call it again the same way {why}"
+
+
+def batch_call(inputs: str) -> str:
+    """Stylizing many inputs, in the caller's words."""
+    return f"`vstyle batch {inputs} STYLE -o OUTDIR`" if _FLAGS else \
+        f"vstyle.batch.run_batch([{inputs!r}], style, outdir)"
+
+
 def listed(words: list[str]) -> str:
     """'a', 'a and b', 'a, b and c': names in a message."""
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]

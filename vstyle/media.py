@@ -30,7 +30,8 @@ import imageio_ffmpeg
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import VStyleError, listed, opt, options_named_as_flags, plural, warn
+from .errors import (VStyleError, batch_call, listed, opt, options_named_as_flags, plural,
+                     warn)
 from .options import MAX_SIZE, seconds
 
 # what ffmpeg decodes: phones, cameras (.mts/.m2ts: AVCHD), broadcast (.ts), older web video
@@ -118,7 +119,7 @@ class Source:
     def window(self, start: int, end: int) -> "Source":
         """Frames [start, end) of this source, as a source of their own (without audio)."""
         if not 0 <= start < min(end, self.n_frames):
-            raise VStyleError(f"frame_range {(start, end)}: pass (start, end) with 0 <= start < "
+            raise VStyleError(f"frame_range={(start, end)}: pass (start, end) with 0 <= start < "
                               f"end, start below the {self.n_frames} frames")
         end = min(end, self.n_frames)
         return replace(self, start=self.start + start, n_frames=end - start,
@@ -402,15 +403,14 @@ def _open_folder(path: Path, fps: float) -> Source:
         beside = f" beside {plural(frames, 'frame')}" if frames > 0 else ""
         raise VStyleError(f"folder {path} holds clips ({clips[0].name}"
                           f"{f' and {len(clips) - 1} more' if len(clips) > 1 else ''}){beside}, "
-                          f"not only frames: stylize the clips with `vstyle batch {path} STYLE -o "
-                          "OUTDIR` or one by one, and move them out to stylize the frames")
+                          f"not only frames: stylize the clips with {batch_call(str(path))} or "
+                          "one by one, and move them out to stylize the frames")
     if not files:
         raise VStyleError(f"folder {path} has no images: put {', '.join(sorted(IMAGE_EXTS))} frames in it")
     beside = folder_clips(path)
     if beside:  # read as frames, yet it holds clips: perhaps the clips were meant
         warn(f"folder {path} is read as {plural(len(files), 'frame')}; left out: "
-             f"{some_names(beside)} (stylize clips with `vstyle batch {path} STYLE "
-             "-o OUTDIR`)")
+             f"{some_names(beside)} (stylize clips with {batch_call(str(path))})")
     size = _read_input_image(files[0]).shape[1::-1]
     return Source(path, "folder", len(files), size, Timing(fps, None), False, files)
 

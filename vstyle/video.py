@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
@@ -22,7 +23,7 @@ from torch import nn
 
 from . import media, metrics
 from .colors import keep_chroma, match_colors
-from .errors import VStyleError, listed, opt, options_named_as_flags, plural, warn
+from .errors import VStyleError, again, listed, opt, options_named_as_flags, plural, warn
 from .flow import FlowEstimator, Warp, beside_optimizer
 from .optimize import FrameStats, Stylizer, TemporalTarget, resize_tensor, to_image, to_tensor
 from .options import Options
@@ -73,9 +74,11 @@ class RunResult:
     """What `stylize` did.
 
     frames: one dict per frame, from the work folder's records: frame (1-based), iterations,
-    seconds, loss, parts (the unweighted content, style, tv and temporal losses), repeat (True
-    where the frame was copied from the one before) and, with a flow warm start,
-    warping_error and input_warping_error (from the frame before to this one).
+    seconds, loss, parts (the unweighted losses: content, style, tv, temporal, and
+    fresh_style, the newly seen pixels' own style term), repeat (True where the frame was
+    copied from the one before) and, with a flow warm start, warping_error and
+    input_warping_error (from the frame before to this one). A frame an earlier run finished
+    keeps the record it wrote then.
     consistency: the clip's masked warping error (Lai et al. 2018) -- warping_error,
     input_warping_error, ratio, pairs -- or None where it was not measured (no flow warm
     start and no report, or a single frame; with a report, one frame gives pairs 0 and None
@@ -89,12 +92,38 @@ class RunResult:
     consistency: dict | None = None
 
 
-def resolve_options(options: Options | None, values: dict) -> Options:
-    """The run's options: `options` with the keyword values on top, checked."""
+def resolve_options(options: Options | None, values: dict, own: Sequence[str] = ()) -> Options:
+    """The run's options: `options` with the keyword values on top, checked. `own`: the
+    function's other keywords, which a misspelt one may have meant (on_evnt: on_event)."""
+    for name in values:
+        close = difflib.get_close_matches(name, [*Options.__dataclass_fields__, *own], 1)
+        if name not in Options.__dataclass_fields__ and close and close[0] in own:
+            raise TypeError(f"unknown option {name!r}: did you mean {close[0]!r}?")
     if options is not None and not isinstance(options, Options):
         raise TypeError(f"options must be a vstyle.Options, not {type(options).__name__} (or "
                         "pass them as keywords: size=256, iterations=50)")
     return (options or Options()).replace(**values).validate()
+
+
+def check_arguments(**arguments) -> None:
+    """stylize's own arguments, by type (Options checks the options): a VStyleError naming
+    the one, not a TypeError from deep inside (restart='no' would have restarted)."""
+    for name, value in arguments.items():
+        if value is None:
+            continue
+        if name in ("output", "report", "work_dir") and not isinstance(value, (str, os.PathLike)):
+            raise VStyleError(f"{name}={value!r}: pass a path (a str or a pathlib.Path)")
+        if name in ("keep_work", "restart") and not isinstance(value, (bool, np.bool_)):
+            raise VStyleError(f"{name}={value!r}: pass True or False")
+        if name == "on_event" and not callable(value):
+            raise VStyleError(f"on_event={value!r}: pass a function, called with each "
+                              "vstyle.Event")
+        if name == "frame_range" and not (
+                isinstance(value, (tuple, list)) and len(value) == 2 and
+                all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value)
+                and 0 <= value[0] < value[1]):
+            raise VStyleError(f"frame_range={value!r}: pass (start, end), frames counted from "
+                              "0, end not included")
 
 
 def style_list(styles) -> list:
@@ -112,10 +141,14 @@ def style_paths_of(styles) -> list[Path]:
             raise VStyleError(f"a style of type {type(style).__name__}: stylize takes image "
                               "paths (stylize_image also takes arrays)")
         if Path(style).is_dir():
-            each = f", or paint with each: vstyle batch INPUT {style} -o OUTDIR" \
-                if options_named_as_flags() else ""
+            each = f", or paint with each: vstyle batch INPUT {style} -o OUTDIR" if \
+                options_named_as_flags() else f", or paint with each: vstyle.batch.run_batch(" \
+                f"[input], {str(style)!r}, outdir)"
             raise VStyleError(f"style image {style} is a folder: pass one of its paintings{each}")
     return [Path(s) for s in styles]
+
+
+STYLIZE_KEYWORDS = ("on_event", "report", "work_dir", "keep_work", "restart", "frame_range")
 
 
 def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str | Path],
@@ -137,12 +170,15 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
     work_dir: where finished frames are kept while running (default: a hidden folder beside
     the output); an interrupted run resumes from it when called again the same way, unless
     restart=True. keep_work keeps it after success.
-    frame_range (start, end): only those frames, as a clip of their own (a batch's chunk).
+    frame_range (start, end): only those frames, as a clip of their own (a batch's chunk;
+    counted from 0, end not included, where events count frames from 1).
 
     Raises VStyleError (one line: the problem and the fix) for bad input, and Interrupted (a
     KeyboardInterrupt) on Ctrl-C, with the finished frames kept.
     """
-    options = resolve_options(options, option_values)
+    options = resolve_options(options, option_values, STYLIZE_KEYWORDS)
+    check_arguments(output=output, on_event=on_event, report=report, work_dir=work_dir,
+                    keep_work=keep_work, restart=restart, frame_range=frame_range)
     emit = on_event or (lambda event: None)
     style_paths = style_paths_of(styles)
     if not isinstance(input, (str, os.PathLike, media.Source)):
@@ -206,12 +242,13 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
             except VStyleError as error:  # disk full...: the painting is done, say it is safe
                 kept = plural(source.n_frames, "painted frame")
                 raise VStyleError(f"{error}; the {kept} {'is' if source.n_frames == 1 else 'are'}"
-                                  f" kept in {work.path}: run the same command again to encode "
-                                  f"{'it' if source.n_frames == 1 else 'them'}") from None
+                                  f" kept in {work.path}: "
+                                  f"{again('to encode ' + ('it' if source.n_frames == 1 else 'them'))}"
+                                  ) from None
         except KeyboardInterrupt:
             kept = (f"{work.done} of {plural(source.n_frames, 'frame')} "
-                    f"{'is' if work.done == 1 else 'are'} kept in {work.path}; run the same "
-                    "command again to resume") if work.done else "nothing was written"
+                    f"{'is' if work.done == 1 else 'are'} kept in {work.path}; "
+                    f"{again('to resume')}") if work.done else "nothing was written"
             raise Interrupted(f"interrupted: {kept}") from None
         except torch.cuda.OutOfMemoryError:
             raise VStyleError(f"out of GPU memory at {opt('size', options.size)}: try a smaller "
@@ -388,7 +425,7 @@ def stylize_frames(frames: Iterator[Prepared], n: int, style_images: list[np.nda
             if saving is not None:
                 saving.result()
             last = stats
-            record = {**asdict(stats), **({"repeat": True} if frame.repeat else {})}
+            record = {**asdict(stats), "repeat": frame.repeat}
             saving = saver.submit(save_frame, work, t, image, record, frame, recent.get(t - 1))
             emit(Event("frame", frame=t + 1, n_frames=n, stats=stats))
             recent[t] = image
@@ -675,7 +712,7 @@ def write_report(path: Path, result: RunResult, options: Options, input: Path,
               "output": str(result.output), "frames": result.n_frames,
               "seconds": round(result.seconds, 3), "reused_frames": result.reused,
               "seconds_per_frame": round(result.seconds / max(1, result.n_frames - result.reused), 4),
-              "consistency": result.consistency, "options": options.result_key(),
+              "consistency": result.consistency, "options": asdict(options),  # all of them
               "per_frame": result.frames}
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json.dumps(_json_safe(report), indent=1, default=str).encode())
@@ -703,11 +740,15 @@ def stylize_image(content, styles, options: Options | None = None, *,
 
     content and styles (one or a list): numpy arrays -- RGB uint8, or greys, RGBA (on white),
     floats in [0, 1], 16-bit levels --, Pillow images or image paths. Options as for
-    `stylize`; first_iterations sets the iterations, and the VIDEO_ONLY ones are warned of.
-    on_event gets "start", "frame_start", "step" and "frame" events (see help(vstyle.Event)).
-    Raises VStyleError for bad input.
+    `stylize`; first_iterations sets the iterations, and those only a clip uses (iterations,
+    warm_start, flow, temporal_weight, temporal_frames, loop, max_frames, fps, start, end,
+    crf, gif_dither, compare) are warned of. on_event gets "start", "frame_start", "step" and
+    "frame" events (see help(vstyle.Event)).
+    Raises VStyleError for bad input, and Interrupted (a KeyboardInterrupt) on Ctrl-C or where
+    on_event raises KeyboardInterrupt.
     """
-    options = resolve_options(options, option_values)
+    options = resolve_options(options, option_values, ("on_event",))
+    check_arguments(on_event=on_event)
     if moot := options.changed(*VIDEO_ONLY):
         warn(f"ignored by stylize_image: {', '.join(moot)} (one image is painted once, from "
              "scratch: first_iterations sets its iterations)")
@@ -721,9 +762,12 @@ def stylize_image(content, styles, options: Options | None = None, *,
     stylizer = Stylizer([fit_style(s, options, size, content) for s in styles], options)
     x = to_tensor(content, stylizer.device)
     stylizer.calibrate(x, stylizer.initial(x))
-    emit(Event("start", n_frames=1))
-    emit(Event("frame_start", frame=1, n_frames=1))
-    result, stats = first_frame(stylizer, x, options, size, step_events(emit, 1, 1))
-    emit(Event("frame", frame=1, n_frames=1, stats=stats))
+    try:
+        emit(Event("start", n_frames=1))
+        emit(Event("frame_start", frame=1, n_frames=1))
+        result, stats = first_frame(stylizer, x, options, size, step_events(emit, 1, 1))
+        emit(Event("frame", frame=1, n_frames=1, stats=stats))
+    except KeyboardInterrupt:  # as stylize's: an `except Exception` loop does not swallow it
+        raise Interrupted("interrupted: nothing was written") from None
     image = to_image(result)
     return keep_chroma(image, content) if options.preserve_colors else image

@@ -15,7 +15,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from .errors import VStyleError, opt
+from .errors import VStyleError, again, opt
 from .media import png_bytes
 
 VERSION = 2  # bump when old work folders become unusable (2: untagged HD video read as BT.709)
@@ -162,8 +162,8 @@ class WorkDir:
         except OSError as e:  # disk full, the folder removed under us
             raise VStyleError(f"cannot save frame {index + 1} in {self.path} ({e.strerror or e}): "
                               "free some disk space or pass "
-                              f"{opt('work_dir', 'DIR', placeholder=True)}, then run the same "
-                              "command again to resume") from None
+                              f"{opt('work_dir', 'DIR', placeholder=True)}, then "
+                              f"{again('to resume')}") from None
         self.done = max(self.done, index + 1)
 
     def load(self, index: int) -> np.ndarray:
