@@ -9,6 +9,7 @@ import cv2
 import imageio.v3 as iio
 import numpy as np
 import pytest
+from PIL import Image
 import torch
 
 import vstyle
@@ -85,6 +86,10 @@ def test_stylize_image_takes_grey_and_float_arrays_and_refuses_others(clip, styl
     with pytest.raises(vstyle.VStyleError, match=r"content image .*anim.gif is an animated GIF "
                                                  r"\(2 frames\): stylize_image takes one image"):
         vstyle.stylize_image(style.parent / "anim.gif", style, **TINY)
+    with Image.open(style.parent / "anim.gif") as opened:  # the same, opened by Pillow
+        with pytest.raises(vstyle.VStyleError, match=r"^content is an animated image \(2 "
+                                                     r"frames\): stylize_image takes one"):
+            vstyle.stylize_image(opened, style, **TINY)
     iio.imwrite(style.parent / "one.gif", frames(1, 64, 48)[0])  # a picture
     assert vstyle.stylize_image(photo, style.parent / "one.gif", **{
         **TINY, "first_iterations": 1}).shape == (24, 32, 3)

@@ -166,6 +166,9 @@ def as_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:
         if 0 in image.size:
             raise VStyleError(f"{name} is an empty image ({image.width}x{image.height} px): "
                               "pass a picture")
+        if getattr(image, "n_frames", 1) > 1:  # as a path to it is refused
+            raise VStyleError(f"{name} is an animated image ({image.n_frames} frames): "
+                              "stylize_image takes one picture; vstyle.stylize takes clips")
         try:
             return _to_rgb(image)
         except ValueError as e:  # NaN in a float image
