@@ -144,6 +144,13 @@ def test_stylize_image_says_which_options_it_ignores():
                                                   "scratch: first_iterations sets its"):
         vstyle.stylize_image(frames(1)[0], frames(1)[0], compare=True,
                              **{**TINY, "iterations": 50})
+    # said once: not also "temporal_weight needs warm_start='flow'", which no image takes
+    with pytest.warns(vstyle.VStyleWarning) as said:
+        vstyle.stylize_image(frames(1)[0], frames(1)[0], warm_start="previous",
+                             temporal_weight=5.0, **TINY)
+    assert [str(w.message) for w in said if "ignored" in str(w.message)] == [
+        "ignored by stylize_image: iterations, warm_start, temporal_weight (one image is "
+        "painted once, from scratch: first_iterations sets its iterations)"]
 
 
 def test_one_frame_says_iterations_is_ignored(clip, style, tmp_path):

@@ -193,8 +193,9 @@ class Options:
             return self.lr
         return 1.0 if self.optimizer == "lbfgs" else 0.02
 
-    def validate(self) -> "Options":
-        """Refuse absurd values in one line each, before any work is done."""
+    def validate(self, clip: bool = True) -> "Options":
+        """Refuse absurd values in one line each, before any work is done. clip=False: one
+        image (stylize_image), whose own warning names every option only a clip uses."""
         def bad(name: str, why: str):
             raise VStyleError(f"{opt(name)} {why}")
 
@@ -273,7 +274,7 @@ class Options:
             bad("weights", "is empty: use imagenet, random or the path of a VGG19 state dict")
         if not self.content_layers or not self.style_layers:
             bad("style_layers", f"and {opt('content_layers')} need at least one layer each")
-        self._warn_ignored()
+        self._warn_ignored(clip)
         return self
 
     def changed(self, *names: str) -> list[str]:
@@ -281,21 +282,21 @@ class Options:
         default = Options.__dataclass_fields__
         return [name for name in names if getattr(self, name) != default[name].default]
 
-    def _warn_ignored(self) -> None:
+    def _warn_ignored(self, clip: bool = True) -> None:
         """Options that another one makes moot: said, not silently dropped."""
         ignored = []
         if self.style_size is not None and self.style_scale != 1.0:
             ignored.append(f"{opt('style_scale')} ({opt('style_size')} sets the style's size)")
-        if self.iterations < self.min_iterations and self.changed("min_iterations"):
+        if clip and self.iterations < self.min_iterations and self.changed("min_iterations"):
             ignored.append(f"{opt('min_iterations', self.min_iterations)} on the frames after "
                            f"the first ({opt('iterations', self.iterations)} ends them first)")
         # --loop's pull towards frame 1 is weighed by --temporal-weight in every warm start
         temporal = [opt(name) for name in self.changed("temporal_weight", "temporal_frames")
-                    if not (name == "temporal_weight" and self.loop)]
+                    if not (name == "temporal_weight" and self.loop)] if clip else []
         if self.warm_start != "flow" and temporal:
             ignored.append(f"{listed(temporal)} (the temporal loss follows the optical "
                            f"flow: it needs {opt('warm_start', 'flow')})")
-        elif self.changed("temporal_frames") and self.temporal_weight == 0:
+        elif clip and self.changed("temporal_frames") and self.temporal_weight == 0:
             ignored.append(f"{opt('temporal_frames')} ({opt('temporal_weight', 0)} turns the "
                            "temporal loss off)")
         for what in ignored:

@@ -92,9 +92,11 @@ class RunResult:
     consistency: dict | None = None
 
 
-def resolve_options(options: Options | None, values: dict, own: Sequence[str] = ()) -> Options:
+def resolve_options(options: Options | None, values: dict, own: Sequence[str] = (),
+                    clip: bool = True) -> Options:
     """The run's options: `options` with the keyword values on top, checked. `own`: the
-    function's other keywords, which a misspelt one may have meant (on_evnt: on_event)."""
+    function's other keywords, which a misspelt one may have meant (on_evnt: on_event);
+    clip: see Options.validate."""
     for name in values:
         close = difflib.get_close_matches(name, [*Options.__dataclass_fields__, *own], 1)
         if name not in Options.__dataclass_fields__ and close and close[0] in own:
@@ -102,7 +104,7 @@ def resolve_options(options: Options | None, values: dict, own: Sequence[str] = 
     if options is not None and not isinstance(options, Options):
         raise TypeError(f"options must be a vstyle.Options, not {type(options).__name__} (or "
                         "pass them as keywords: size=256, iterations=50)")
-    return (options or Options()).replace(**values).validate()
+    return (options or Options()).replace(**values).validate(clip)
 
 
 def check_arguments(**arguments) -> None:
@@ -747,7 +749,7 @@ def stylize_image(content, styles, options: Options | None = None, *,
     Raises VStyleError for bad input, and Interrupted (a KeyboardInterrupt) on Ctrl-C or where
     on_event raises KeyboardInterrupt.
     """
-    options = resolve_options(options, option_values, ("on_event",))
+    options = resolve_options(options, option_values, ("on_event",), clip=False)
     check_arguments(on_event=on_event)
     if moot := options.changed(*VIDEO_ONLY):
         warn(f"ignored by stylize_image: {', '.join(moot)} (one image is painted once, from "
