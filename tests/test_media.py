@@ -915,6 +915,18 @@ def test_a_repeated_frame_is_stored_once_with_the_durations_added(tmp_path, webp
     assert webp_info(out)[1] == [100, 300, 100]
 
 
+@pytest.mark.parametrize("loop", [0, -1, 3])
+def test_a_webp_of_frames_all_alike_is_one_frame_lasting_them_all(tmp_path, webp_encoder, loop):
+    # a still shot: libwebp writes its one picture as a still image, made an animation again
+    out = tmp_path / "out.webp"
+    media.write_output([moving_square(1)[0]] * 5, out, "webp", Timing(10.0, None, loop))
+    assert media.webp_info(out) == (1, [500], loop)
+    frames, durations, _ = webp_info(out)
+    assert len(frames) == 1 and durations == [500]
+    assert np.abs(frames[0].astype(int) - moving_square(1)[0]).mean() < 2
+    assert media.open_source(out).kind == "animation"
+
+
 def test_a_webp_is_streamed_not_held_in_memory(tmp_path):
     assert media._ffmpeg_writes_webp(), "imageio-ffmpeg's ffmpeg lost libwebp"
     made, most_held = [], [0]

@@ -1232,29 +1232,55 @@ def _write_webp(frames: Callable[[], Iterable[np.ndarray]], out: Path, timing: T
     it = chain(head, it)
     # _repeats' inverse; WebP counts plays in 16 bits
     plays = 1 if timing.loop < 0 else min(timing.loop + (timing.loop > 0), 65535)
+    count = [0]
     if len(head) == 1 or not _ffmpeg_writes_webp():  # a still stays a still: Pillow writes it
-        images = [Image.fromarray(frame) for frame in it]
+        images = [Image.fromarray(frame) for frame in _counted(it, count)]
         images[0].save(out, format="WEBP", save_all=True, append_images=images[1:],
                        duration=_delays(timing, len(images), 1), loop=plays,
                        quality=WEBP_QUALITY, method=4)
-        return
-    count = [0]
-    rate, pacing, paced = _paced(timing, "a WebP")
-    _ffmpeg([*_raw_input(size, rate), *(["-vf", ",".join(pacing)] if pacing else []), *paced,
-             "-c:v", "libwebp_anim", "-quality", str(WEBP_QUALITY), "-compression_level", "4",
-             "-loop", str(plays), "-f", "webp", str(out)], _counted(it, count))
-    # ffmpeg guesses the last frame's duration (77 ms for 1 s): set it so the total is exact
-    out.write_bytes(_last_webp_frame_ends(out.read_bytes(), sum(_delays(timing, count[0], 1))))
+    else:
+        rate, pacing, paced = _paced(timing, "a WebP")
+        _ffmpeg([*_raw_input(size, rate), *(["-vf", ",".join(pacing)] if pacing else []),
+                 *paced, "-c:v", "libwebp_anim", "-quality", str(WEBP_QUALITY),
+                 "-compression_level", "4", "-loop", str(plays), "-f", "webp", str(out)],
+                _counted(it, count))
+    if count[0] > 1:  # ffmpeg guesses the last frame's duration (77 ms for 1 s): set it
+        total_ms = sum(_delays(timing, count[0], 1))
+        out.write_bytes(_last_webp_frame_ends(out.read_bytes(), size, total_ms, plays))
 
 
-def _last_webp_frame_ends(data: bytes, total_ms: int) -> bytes:
+def _last_webp_frame_ends(data: bytes, size: tuple[int, int], total_ms: int,
+                          plays: int) -> bytes:
     """The WebP with its last frame lasting to total_ms. libwebp stores a repeated frame once,
-    with the durations added, so only the sum of the frames before the last is known."""
-    frames = [body + 12 for chunk, body, size in _webp_chunks(data)  # their 24-bit durations
-              if chunk == b"ANMF" and size >= 16]
+    with the durations added, so only the sum of the frames before the last is known; frames
+    all alike come out as a still image, which is made a one-frame animation of them all."""
+    frames = [body + 12 for chunk, body, length in _webp_chunks(data)  # 24-bit durations
+              if chunk == b"ANMF" and length >= 16]
+    if not frames:
+        return _one_frame_animation(data, size, min(total_ms, FRAME_MAX_MS["webp"]), plays)
     before = sum(int.from_bytes(data[at:at + 3], "little") for at in frames[:-1])
     last = min(max(total_ms - before, 1), FRAME_MAX_MS["webp"])
     return data[:frames[-1]] + last.to_bytes(3, "little") + data[frames[-1] + 3:]
+
+
+def _one_frame_animation(still: bytes, size: tuple[int, int], duration_ms: int,
+                         plays: int) -> bytes:
+    """A still WebP's picture as an animated WebP's one frame (VP8X, ANIM, ANMF chunks)."""
+    def chunk(name: bytes, body: bytes) -> bytes:
+        return name + len(body).to_bytes(4, "little") + body + b"\0" * (len(body) & 1)
+
+    def u24(n: int) -> bytes:
+        return n.to_bytes(3, "little")
+    picture = b"".join(still[body - 8:body + length + (length & 1)]  # as they are, headed
+                       for name, body, length in _webp_chunks(still)
+                       if name in (b"ALPH", b"VP8 ", b"VP8L"))
+    w, h = size
+    alpha = 0x10 if b"ALPH" in picture[:4] else 0
+    body = (chunk(b"VP8X", bytes([0x02 | alpha, 0, 0, 0]) + u24(w - 1) + u24(h - 1)) +
+            chunk(b"ANIM", bytes(4) + plays.to_bytes(2, "little")) +
+            chunk(b"ANMF", u24(0) + u24(0) + u24(w - 1) + u24(h - 1) + u24(duration_ms) +
+                  bytes(1) + picture))
+    return b"RIFF" + (4 + len(body)).to_bytes(4, "little") + b"WEBP" + body
 
 
 def _audio_codec(path: Path) -> str | None:
