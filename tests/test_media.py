@@ -9,6 +9,7 @@ import subprocess
 import sys
 import warnings
 import weakref
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -865,6 +866,35 @@ def test_a_video_cut_short_after_its_index_is_read_with_a_warning(tmp_path):
                                           r".*cut.mp4: pass an earlier start, or the complete "
                                           r"file \(this one is cut short"):
         media.open_source(cut, start=1.9)
+
+
+def test_an_interlaced_video_is_deinterlaced_as_it_is_decoded(tmp_path):
+    """A TV or camcorder recording: two fields, 1/50 s apart, woven into each frame, comb
+    wherever something moves; decoded as it is, the painting would keep the combs."""
+    h, w = 96, 128
+
+    def at(t):  # a square moving 6 px a field
+        frame = np.full((h, w, 3), 30, np.uint8)
+        frame[24:72, 10 + 6 * t:40 + 6 * t] = (220, 200, 60)
+        return frame
+    woven = []
+    for k in range(8):
+        frame = at(2 * k)
+        frame[1::2] = at(2 * k + 1)[1::2]  # the bottom field, a field later
+        woven.append(frame)
+    path = tmp_path / "tv.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "rawvideo", "-pix_fmt",
+                    "rgb24", "-s", f"{w}x{h}", "-r", "25", "-i", "-", "-vf", "setfield=tff",
+                    "-flags", "+ilme+ildct", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf",
+                    "10", str(path)], input=np.stack(woven).tobytes(), check=True)
+    source = media.open_source(path)
+    assert source.interlaced and source.n_frames == 8 and source.timing.fps == 25
+
+    def combing(frames):  # how much each row differs from the next, on the square's rows
+        return np.abs(np.diff(np.stack(list(frames)).astype(float)[:, 24:72], axis=1)).mean()
+    woven_as_is = combing(replace(source, interlaced=False).frames())
+    assert combing(source.frames()) < 0.2 * woven_as_is, woven_as_is
+    assert not media.open_source(write_video(tmp_path / "p.mp4", moving_square(3), 10)).interlaced
 
 
 # --- WebP ----------------------------------------------------------------------------------------

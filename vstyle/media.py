@@ -107,6 +107,7 @@ class Source:
     seeks: bool = False  # video: ffmpeg seeks to start_time (else it decodes from 0:00 and trims)
     start_time: float = 0.0  # video: where --start is, in seconds from the file's start
     sound_from: float = 0.0  # video: frame 1's time from the file's start, where its sound is
+    interlaced: bool = False  # video: two fields woven into each frame (TV, DV, camcorders)
 
     def frames(self, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
         """Lazily decode the n_frames frames, RGB uint8 (H, W, 3), resized to size=(w, h) if given."""
@@ -478,7 +479,8 @@ def _open_video(path: Path, max_frames: int | None = None, fps: float | None = N
                   "audio_codec" in meta, matrix=_assumed_matrix(meta.get("pix_fmt", ""),
                                                                 meta["source_size"]),
                   resample=resample, seek=start, until=end, seeks=seeks,
-                  start_time=picture + start, sound_from=sound)
+                  start_time=picture + start, sound_from=sound,
+                  interlaced=_interlaced(described))
 
 
 # Pixels times seconds of video past which counting its frames is worth a word: a minute of
@@ -622,6 +624,12 @@ def _sound_from(path: Path, picture: float, start: float, seeks: bool) -> float:
     return picture + _shown_at(path, filters=["setpts=PTS-STARTPTS", f"trim=start={start:.6f}"])
 
 
+def _interlaced(described: str) -> bool:
+    """Whether the first video stream says its fields are woven ("yuv420p(tv, top first)")."""
+    line = re.search(r"Video: .*", described)
+    return bool(line and re.search(r"[(,] ?(top|bottom)( coded)? first", line.group()))
+
+
 def _display_size(described: str, meta: dict) -> tuple[int, int]:
     """The size a player shows: DVD and HDV video store wider pixels (720x480 at 8:9 and
     1440x1080 at 4:3, a 'sample aspect ratio'), which players stretch and vstyle stretches
@@ -690,7 +698,10 @@ def _video_frames(source: Source) -> Iterator[np.ndarray]:
     # passthrough: every coded frame once, as _count_frames counts them (no CFR dup/drop but
     # the fps filter's, for --fps).
     params = ["-map", "0:v:0", "-fps_mode", "passthrough"]
-    filters = [f"setparams=colorspace={source.matrix}"] if source.matrix else []
+    # woven fields comb wherever something moves, and the painting would keep the combs: one
+    # frame from each frame (the count and the times stay), only those flagged interlaced
+    filters = ["bwdif=mode=send_frame:deint=interlaced"] if source.interlaced else []
+    filters += [f"setparams=colorspace={source.matrix}"] if source.matrix else []
     filters += _timeline(source.resample, source.seek, source.until, source.seeks)  # as counted
     if source.start:  # a window: ffmpeg drops the frames before it (decoded, never piped to us)
         filters.append(f"select=gte(n\\,{source.start})")
