@@ -226,6 +226,19 @@ def test_a_variable_rate_video_keeps_its_length(tmp_path):
     assert iio.immeta(out)["duration"] == pytest.approx(0.36, abs=0.01)
 
 
+def test_a_short_variable_rate_video_keeps_its_length_too(tmp_path):
+    # every other frame, then all: 15 frames in 1 s, which ffmpeg states as 13.64 fps (1.1 s,
+    # 1.4 frames longer than its sound)
+    vfr = tmp_path / "vfr.mp4"
+    subprocess.run([FFMPEG, "-y", "-v", "error", "-f", "lavfi", "-i",
+                    "testsrc2=size=64x36:rate=20:duration=1", "-vf",
+                    "select='gte(n\\,10)+not(mod(n\\,2))'", "-fps_mode", "passthrough",
+                    "-c:v", "libx264", "-pix_fmt", "yuv420p", str(vfr)], check=True)
+    assert iio.immeta(vfr)["fps"] == pytest.approx(13.64, abs=0.01)
+    source = media.open_source(vfr)
+    assert source.n_frames == 15 and source.timing.seconds(15) == pytest.approx(1.0, abs=0.005)
+
+
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".ts"])
 def test_max_frames_reads_only_the_frames_it_uses(tmp_path, suffix):
     # a slow start and a fast end: the first four frames last 0.4 s, the clip's average rate

@@ -470,10 +470,12 @@ def _open_video(path: Path, max_frames: int | None = None, fps: float | None = N
     if not n:
         raise _unreadable_video(path, ValueError("no decodable frames"))
     fps = fps or meta.get("fps") or (n / length if length else 25.0)
-    if not resample and length and abs(n / fps - length) > 1.5 / fps:
+    if not resample and length and abs(n / fps - length) > 0.5 / fps:
         # Variable frame rate (phones): ffmpeg's stated rate is a guess, and the output would
         # run shorter or longer than the sound. Keep the average, which keeps the length.
         # (Also corrects a rate ffmpeg states rounded, 23.98 for 24000/1001, on long clips.)
+        # Half a frame: a constant rate's clips measured exact (35 files, 9 codecs), and 15
+        # frames over 1 s stated at 13.64 fps ran 1.36 frames long under the old 1.5.
         fps = n / length
     return Source(path, "video", n, _display_size(described, meta), Timing(float(fps), None),
                   "audio_codec" in meta, matrix=_assumed_matrix(meta.get("pix_fmt", ""),
