@@ -1257,7 +1257,7 @@ def _write_webp(frames: Callable[[], Iterable[np.ndarray]], out: Path, timing: T
                  *paced, "-c:v", "libwebp_anim", "-quality", str(WEBP_QUALITY),
                  "-compression_level", "4", "-loop", str(plays), "-f", "webp", str(out)],
                 _counted(it, count))
-    if count[0] > 1:  # ffmpeg guesses the last frame's duration (77 ms for 1 s): set it
+    if count[0] > 1:  # the last frame's duration from the total (ffmpeg guesses: 77 ms for 1 s)
         total_ms = sum(_delays(timing, count[0], 1))
         out.write_bytes(_last_webp_frame_ends(out.read_bytes(), size, total_ms, plays))
 
