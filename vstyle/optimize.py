@@ -128,7 +128,8 @@ class FrameStats:
     iterations: int = 0
     seconds: float = 0.0
     loss: float = float("nan")  # the normalized total the optimizer saw
-    parts: dict[str, float] = field(default_factory=dict)  # unweighted content/style/tv/temporal
+    # the unweighted terms: content, style, tv, temporal, fresh_style (new pixels' own style)
+    parts: dict[str, float] = field(default_factory=dict)
 
 
 def to_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
