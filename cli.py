@@ -41,7 +41,7 @@ from rich.text import Text
 
 import vstyle
 from vstyle import media
-from vstyle.errors import flag, listed, name_options_as_flags, plural, warn
+from vstyle.errors import are, flag, listed, name_options_as_flags, plural, warn
 from vstyle.media import OUTPUT_EXTS
 from vstyle.options import Options
 
@@ -81,7 +81,7 @@ def names(text: Optional[str], default: tuple[str, ...]) -> tuple[str, ...]:
 
 def only_for(flags: list[str], what: str) -> vstyle.VStyleError:
     """Options given where they do not apply (a batch's to one input, or the reverse)."""
-    return vstyle.VStyleError(f"{listed(flags)} {'is' if len(flags) == 1 else 'are'} for {what}")
+    return vstyle.VStyleError(f"{listed(flags)} {are(len(flags))} for {what}")
 
 
 def show_version(value: bool) -> None:
@@ -557,10 +557,10 @@ SINGLE_ARGUMENTS = {name: (p.default.metavar, p.default.help)
                     if name in BATCH_ARGUMENTS}
 
 
+BESIDE = "vstyle batch keeps each output's work folder beside it in OUTDIR"
 SINGLE_ONLY = {  # vstyle batch refuses these, and says what it does instead
     "report": "for one input's figures, run vstyle INPUT STYLE -o OUTPUT --report PATH",
-    "work_dir": "vstyle batch keeps each output's work folder beside it in OUTDIR",
-    "keep_work": "vstyle batch keeps each output's work folder beside it in OUTDIR",
+    "work_dir": BESIDE, "keep_work": BESIDE,
     "restart": "to paint an output again, delete it and run the batch again"}
 BATCH_ONLY = ("workers", "ray", "ray_address", "chunk_frames")  # one input refuses these
 

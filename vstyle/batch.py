@@ -405,11 +405,9 @@ OnDone = Callable[[Job, str, int, str], None]
 def moot_everywhere(outcomes: list[Outcome], options: Options) -> list[str]:
     """Options that every output or input makes moot (--crf for GIFs alone), said once for
     the batch; where some need them (a clip's --iterations, a photo beside it) nothing is."""
-    probed = [(media.output_kind(o.output), o.jobs[0].source) for o in outcomes
-              if o.jobs and o.jobs[0].source is not None]
-    moot = [set(moot_here(kind, source, options)) for kind, source in probed]
-    return [what for what in moot_here(*probed[0], options) if all(what in m for m in moot)] \
-        if probed else []
+    moot = [moot_here(media.output_kind(o.output), o.jobs[0].source, options) for o in outcomes
+            if o.jobs and o.jobs[0].source is not None]
+    return [what for what in moot[0] if all(what in m for m in moot[1:])] if moot else []
 
 
 def run_batch(inputs: Sequence[str | Path], styles: str | Path | Sequence,

@@ -87,3 +87,8 @@ def listed(words: list[str]) -> str:
 def plural(n: int, thing: str) -> str:
     """'1 frame', '3 frames': counts in messages."""
     return f"{n} {thing}{'s' * (n != 1)}"
+
+
+def are(n: int) -> str:
+    """'is' or 'are', as n asks: '1 of 3 frames is kept', '--report and --restart are'."""
+    return "is" if n == 1 else "are"

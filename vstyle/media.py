@@ -626,10 +626,15 @@ def _sound_from(path: Path, picture: float, start: float, seeks: bool) -> float:
     return picture + _shown_at(path, filters=["setpts=PTS-STARTPTS", f"trim=start={start:.6f}"])
 
 
+def _video_line(described: str) -> str:
+    """The first video stream's line of ffmpeg's description ("" where there is none)."""
+    line = re.search(r"Video: .*", described)
+    return line.group() if line else ""
+
+
 def _interlaced(described: str) -> bool:
     """Whether the first video stream says its fields are woven ("yuv420p(tv, top first)")."""
-    line = re.search(r"Video: .*", described)
-    return bool(line and re.search(r"[(,] ?(top|bottom)( coded)? first", line.group()))
+    return bool(re.search(r"[(,] ?(top|bottom)( coded)? first", _video_line(described)))
 
 
 def _display_size(described: str, meta: dict) -> tuple[int, int]:
@@ -638,8 +643,8 @@ def _display_size(described: str, meta: dict) -> tuple[int, int]:
     too, never shrinking a side. imageio-ffmpeg's size is after a phone's turn, which turns
     the pixel aspect with it."""
     w, h = meta["size"]
-    line = re.search(r"Video: .*", described)  # a container's aspect comes last, and wins
-    shapes = re.findall(r"SAR (\d+):(\d+) DAR", line[0]) if line else []
+    # a container's aspect comes last, and wins
+    shapes = re.findall(r"SAR (\d+):(\d+) DAR", _video_line(described))
     if not shapes or "0" in shapes[-1]:
         return w, h
     aspect = Fraction(int(shapes[-1][0]), int(shapes[-1][1]))
@@ -1152,7 +1157,7 @@ def _raw_input(size: tuple[int, int], fps: float) -> list[str]:
     return ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{size[0]}x{size[1]}", "-r", rate, "-i", "-"]
 
 
-def _paced(timing: Timing, format: str) -> tuple[float, list[str], list[str]]:
+def _paced(timing: Timing, container: str) -> tuple[float, list[str], list[str]]:
     """The raw input's rate, and the filters and output options that give each frame of an MP4
     or a WebP its own duration (none where the frames are uniform).
 
@@ -1167,7 +1172,7 @@ def _paced(timing: Timing, format: str) -> tuple[float, list[str], list[str]]:
     starts = f"{base}*N" + "".join(f"{x - base:+d}*gt(N,{j})" for j, x in enumerate(d[:-1])
                                    if x != base)
     if len(starts) > 30_000:  # thousands of uneven frames: past Windows' command-line limit
-        warn(f"the GIF's frames have too many different durations to keep in {format}: "
+        warn(f"the GIF's frames have too many different durations to keep in {container}: "
              "it plays at their average rate")
         return timing.fps, [], []
     return 1000 / d[-1], ["settb=1/1000", f"setpts='{starts}'"], [

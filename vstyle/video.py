@@ -23,7 +23,7 @@ from torch import nn
 
 from . import media, metrics
 from .colors import keep_chroma, match_colors
-from .errors import VStyleError, again, listed, opt, options_named_as_flags, plural, warn
+from .errors import VStyleError, again, are, listed, opt, options_named_as_flags, plural, warn
 from .flow import FlowEstimator, Warp, beside_optimizer
 from .optimize import FrameStats, Stylizer, TemporalTarget, resize_tensor, to_image, to_tensor
 from .options import Options
@@ -242,14 +242,12 @@ def stylize(input: str | Path | media.Source, styles: str | Path | Sequence[str 
                                    audio_seek=source.sound_from, crf=options.crf,
                                    gif_dither=options.gif_dither)
             except VStyleError as error:  # disk full...: the painting is done, say it is safe
-                kept = plural(source.n_frames, "painted frame")
-                raise VStyleError(f"{error}; the {kept} {'is' if source.n_frames == 1 else 'are'}"
-                                  f" kept in {work.path}: "
-                                  f"{again('to encode ' + ('it' if source.n_frames == 1 else 'them'))}"
-                                  ) from None
+                n, them = source.n_frames, "it" if source.n_frames == 1 else "them"
+                raise VStyleError(f"{error}; the {plural(n, 'painted frame')} {are(n)} kept in "
+                                  f"{work.path}: {again('to encode ' + them)}") from None
         except KeyboardInterrupt:
             kept = (f"{work.done} of {plural(source.n_frames, 'frame')} "
-                    f"{'is' if work.done == 1 else 'are'} kept in {work.path}; "
+                    f"{are(work.done)} kept in {work.path}; "
                     f"{again('to resume')}") if work.done else "nothing was written"
             raise Interrupted(f"interrupted: {kept}") from None
         except torch.cuda.OutOfMemoryError:
