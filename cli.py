@@ -274,7 +274,9 @@ def main_command(
         done = result.n_frames - result.reused
         reused = f", {result.reused} reused from the earlier run" if result.reused else ""
         frames = plural(result.n_frames, "frame")
-        line = f"wrote {result.output}: {frames}{reused}"
+        cuts = sum(bool(f.get("new_shot")) for f in result.frames)
+        shots = f" in {cuts + 1} shots" if cuts else ""  # each cut painted afresh
+        line = f"wrote {result.output}: {frames}{shots}{reused}"
         if done:  # not when every frame came from the earlier run
             line += f", {result.seconds:.1f} s ({result.seconds / done:.2f} s/frame)"
         if result.consistency and result.consistency["pairs"]:  # one frame: nothing to measure

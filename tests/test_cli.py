@@ -765,6 +765,20 @@ def test_gif_keeps_count_and_timing_and_says_what_it_wrote(tmp_path, clip, style
     assert listing(tmp_path) == ["clip.mp4", "out.gif", "style.png"]
 
 
+def test_the_closing_line_counts_the_shots(tmp_path, style, monkeypatch, capsys):
+    # a cut to a flat red wall, then to a flat green one: each starts a new painting
+    a, b = frames(2)
+    folder = tmp_path / "cuts"
+    folder.mkdir()
+    for i, image in enumerate([a, b, np.full_like(a, (200, 30, 30)), np.full_like(a, (30, 200, 30))]):
+        iio.imwrite(folder / f"{i}.png", image)
+    not_quiet = [flag for flag in FAST if flag != "--quiet"]
+    result = run_in_process(["cuts", "style.png", "-o", "out.gif", *not_quiet], tmp_path,
+                            monkeypatch, capsys)
+    assert result.returncode == 0, result.stderr
+    assert "wrote out.gif: 4 frames in 3 shots, " in result.stderr
+
+
 def test_default_output_is_beside_the_input_and_quiet_is_quiet(tmp_path, clip, style):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

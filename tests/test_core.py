@@ -263,6 +263,25 @@ def test_pixels_the_flows_disagree_on_are_new_ground_only_where_the_picture_chan
     assert not same.reliable.any() and not changed.reliable.any()
 
 
+def test_a_cut_between_flat_frames_is_unseen_though_the_flows_agree():
+    # Between two flat frames of a hard cut (a title card, a wall) the forward and backward
+    # flows agree on no motion, so the check and the new-ground test keep every pixel; the
+    # pictures tell the cut. Within a shot, a fade (20 levels a frame) is the same picture, and
+    # a patch that changed counts for the frame's share, not for its own pixels.
+    h, w = 24, 32
+    still = np.zeros((h, w, 2), np.float32)
+    red, green = (np.full((h, w, 3), c, np.uint8) for c in ((200, 30, 30), (30, 200, 30)))
+    cut = make_warp(still, still, red, green)
+    assert cut.reliable.all() and cut.filled.all() and cut.unseen == 1.0
+    brighter = red + 20
+    fade = make_warp(still, still, red, brighter)
+    assert fade.filled.all() and fade.unseen == 0.0
+    brighter[:12, :16] = 255  # a quarter of the frame
+    patch = make_warp(still, still, red, brighter)
+    assert patch.filled.all() and 0.2 < patch.unseen < 0.3
+    assert make_warp(still, still).unseen == 0.0  # the metric's warp looks at no pictures
+
+
 def textured(rng, h=72, w=96):
     """A smooth random scene with corners to track (cubic-upscaled noise)."""
     scene = cv2.resize(rng.integers(0, 256, (h // 6, w // 6, 3)).astype(np.float32), (w, h),

@@ -373,6 +373,27 @@ def test_fps_stylizes_fewer_frames_and_keeps_length_and_sound(style, tmp_path):
     assert again.reused == 0 and again.n_frames == 2
 
 
+def test_a_hard_cut_starts_a_new_painting(style, tmp_path):
+    # two frames of a panning scene, then a cut to a flat red wall, then to a flat green one:
+    # each new shot is painted afresh (the first frame's budget, 4 iterations here, against 3),
+    # not held to the painting before it; within the flat shot, no motion: a warm frame
+    folder = tmp_path / "cuts"
+    folder.mkdir()
+    a, b = frames(2)
+    red, green = (np.full_like(a, c) for c in ((200, 30, 30), (30, 200, 30)))
+    for i, image in enumerate([a, b, red, red + 1, green]):
+        iio.imwrite(folder / f"{i}.png", image)
+    report = tmp_path / "report.json"
+    result = vstyle.stylize(folder, style, tmp_path / "out", report=report, **TINY)
+    assert [f["new_shot"] for f in result.frames] == [False, False, True, False, True]
+    assert [f["iterations"] for f in result.frames] == [4, 3, 4, 3, 4]
+    # the green wall's painting is no red painting carried over: it changed as the input did
+    cut = result.frames[4]
+    assert cut["warping_error"] > 0.1 * cut["input_warping_error"] > 0.01
+    assert [f["new_shot"] for f in json.loads(report.read_text())["per_frame"]] == \
+        [False, False, True, False, True]
+
+
 def test_a_repeated_picture_is_copied_not_painted_again(style, tmp_path, monkeypatch):
     # a held frame in a folder (or a GIF), and every other frame at twice a clip's rate
     folder = tmp_path / "shots"

@@ -20,6 +20,8 @@ class Warp:
     filled: np.ndarray  # (H, W) float32, 1 where frame t-1 holds the pixel (not disoccluded)
     carry_x: np.ndarray | None = None  # where the painting's source differs: the camera's motion
     carry_y: np.ndarray | None = None
+    unseen: float = 0.0  # the share of frame t that t-1 does not show: new ground, or where
+    # the picture changed whatever the flows say (CHANGED); most of it: a new shot (a cut)
 
     def apply(self, image: np.ndarray) -> np.ndarray:
         """Warp an (H, W, C) image of frame t-1 into frame t, bilinear (the metric's warp)."""
@@ -178,6 +180,11 @@ def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
 # How far (levels 0-255, the largest channel's difference, averaged over 3x3) frame t-1 carried
 # along the flow may miss frame t and still show the same picture: a camera's noise.
 SAME_PICTURE = 6.0
+# Beyond this miss the picture changed, whatever the flows say: between the flat frames of a
+# hard cut (a title card, a wall) both flows agree on no motion. It counts for the frame as a
+# whole (Warp.unseen), not per pixel: within a shot 0.02 % of cockatoo's pixels miss by more,
+# and 1.5 % of the pan's (its ball, which DIS loses), and repainting those was worse (README).
+CHANGED = 48.0
 # The camera's motion carries a pixel where most corners around it follow it (or its flow lies
 # nearer it than the others' motion), and frame t-1 carried along it misses frame t by at most
 # this much more than along DIS's flow (levels).
@@ -202,7 +209,8 @@ def make_warp(backward: np.ndarray, forward: np.ndarray, prev: np.ndarray | None
     around follow it, the camera's motion still carries the pixels whose flow lies nearer it
     than the others' motion: next to a subject moving across a still background, DIS drags the
     background along by tenths of a pixel, while a parallax's flow is the parallax's. The mask
-    and `map_x` stay DIS's: they are the metric's.
+    and `map_x` stay DIS's: they are the metric's. `unseen` also counts the pixels where the
+    picture carried misses frame t's by far (`CHANGED`), to tell a cut between flat frames.
     """
     # Per channel and with OpenCV where it can: this runs for every frame, beside the optimizer
     # (4x faster than whole-array numpy at 512 px, the same masks).
@@ -237,8 +245,9 @@ def make_warp(backward: np.ndarray, forward: np.ndarray, prev: np.ndarray | None
             outside = beyond(carry_x, carry_y, w, h)
         occluded &= miss > SAME_PICTURE
     filled = ~(occluded | outside)
+    unseen = ~filled if prev is None else ~filled | (miss > CHANGED)
     return Warp(map_x, map_y, reliable.astype(np.float32), filled.astype(np.float32),
-                carry_x, carry_y)
+                carry_x, carry_y, float(unseen.mean()))
 
 
 def beyond(map_x: np.ndarray, map_y: np.ndarray, w: int, h: int) -> np.ndarray:
