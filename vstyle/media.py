@@ -451,9 +451,9 @@ def _open_video(path: Path, max_frames: int | None = None, fps: float | None = N
         # --start counts from the first picture, which may come after the file's start (a TS
         # camcorder clip's sound starts a few frames before it; a cut one mid-GOP, later)
         picture = _first_picture(path, described) if start or "audio_codec" in meta else 0.0
-        n, length, seeks, short = _count_cut(path, max_frames, resample, start, end,
-                                             picture + start)
-        sound = _sound_from(path, picture, start, seeks) if "audio_codec" in meta else 0.0
+        count = _count_cut(path, max_frames, resample, start, end, picture + start)
+        n, length, short = count.n, count.length, count.short
+        sound = _sound_from(path, picture, start, count.seeks) if "audio_codec" in meta else 0.0
     except Exception as error:  # anything ffmpeg raises: the file is unusable
         raise _unreadable_video(path, error) from None
     if short and n and (max_frames is None or n < max_frames):  # (the frames asked for are there)
@@ -480,7 +480,7 @@ def _open_video(path: Path, max_frames: int | None = None, fps: float | None = N
     return Source(path, "video", n, _display_size(described, meta), Timing(float(fps), None),
                   "audio_codec" in meta, matrix=_assumed_matrix(meta.get("pix_fmt", ""),
                                                                 meta["source_size"]),
-                  resample=resample, seek=start, until=end, seeks=seeks,
+                  resample=resample, seek=start, until=end, seeks=count.seeks,
                   start_time=picture + start, sound_from=sound,
                   interlaced=_interlaced(described))
 
@@ -511,22 +511,29 @@ def _long_count(path: Path, meta: dict, limit: int | None, fps: float | None, st
 SEEKABLE = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".3gp"}
 
 
+@dataclass
+class Count:
+    """A video's frames as ffmpeg decodes them to nowhere."""
+    n: int
+    length: float  # seconds, timed from the first picture
+    short: bool  # the file is cut short: its index lists frames past its end
+    seeks: bool = False  # ffmpeg may seek to --start (else it decodes from 0:00 and trims)
+
+
 def _count_cut(path: Path, limit: int | None, resample: str, start: float,
-               end: float | None, start_time: float) -> tuple[int, float, bool, bool]:
+               end: float | None, start_time: float) -> Count:
     """_count_frames of a video cut to the frames that start in [start, end) (--start, --end;
-    seconds from its first picture, at start_time in the file), whether ffmpeg may seek
-    there, and whether the file is cut short. Seeking is tried first (a late start in a long
+    seconds from its first picture, at start_time in the file), and whether ffmpeg may seek
+    there. Seeking is tried first (a late start in a long
     film then costs no decoding from 0:00) where it decodes cleanly: from a keyframe, some real
     files decode into garbage (cockatoo.mp4, even from its IDR frame at 3.8 s); those are
     trimmed instead."""
     seeking = ["-ss", f"{start_time:.6f}"]
     if start and path.suffix.lower() in SEEKABLE and _decodes_cleanly(path, seeking):
-        n, length, short = _count_frames(path, limit, _timeline(resample, start, end, True),
-                                         seeking)
-        if n:
-            return n, length, True, short
-    n, length, short = _count_frames(path, limit, _timeline(resample, start, end, False))
-    return n, length, False, short
+        count = _count_frames(path, limit, _timeline(resample, start, end, True), seeking)
+        if count.n:
+            return replace(count, seeks=True)
+    return _count_frames(path, limit, _timeline(resample, start, end, False))
 
 
 # frames decoded after a seek to call it clean: cockatoo.mp4's damage showed in 18 of its first 20
@@ -674,7 +681,7 @@ def _assumed_matrix(pix_fmt: str, size: tuple[int, int]) -> str:
 
 def _count_frames(path: Path, limit: int | None = None,
                   timeline: Sequence[str] = ("setpts=PTS-STARTPTS",),
-                  seeking: Sequence[str] = ()) -> tuple[int, float, bool]:
+                  seeking: Sequence[str] = ()) -> Count:
     """Decode the first video stream (or its first `limit` frames) to nowhere: the frame count,
     their length, timed from the first picture (where the sound starts earlier, the file's own
     clock adds the gap), and whether the file is cut short (an MP4's or a MOV's index lists
@@ -695,10 +702,10 @@ def _count_frames(path: Path, limit: int | None = None,
     if limit is not None and n > limit:
         starts = dict(re.findall(r"\bn:\s*(\d+)\s+pts:\s*-?\d+\s+pts_time:\s*(-?[\d.]+)", log))
         if str(limit) in starts:
-            return limit, float(starts[str(limit)]), short
+            return Count(limit, float(starts[str(limit)]), short)
     times = re.findall(r"time=\s*(\d+):(\d+):([\d.]+)", log)
     h, m, s = times[-1] if times else (0, 0, 0)
-    return n, int(h) * 3600 + int(m) * 60 + float(s), short
+    return Count(n, int(h) * 3600 + int(m) * 60 + float(s), short)
 
 
 def _video_frames(source: Source) -> Iterator[np.ndarray]:
