@@ -14,9 +14,11 @@ flow.CHANGED levels) is a new shot, painted afresh as frame 1 is. Printed, per s
   smallest and the median share, and how many were told.
 
 With --run, a clip with three cuts (6 frames of the pan, 6 of cockatoo or the GIF, two flat
-red frames, two flat green) is stylized at 96 px with cuts told and, side by side, never told
-(the warm start alone, as before): per cut frame its iterations and the share of its changed
-pixels whose painting stayed as it was (held to the last shot's painting).
+red frames, two flat green) and a flash (the pan's 4th frame brightened) is stylized at 96 px
+as now and, side by side, with cuts never told (the warm start alone, as before) and with
+flashes never told (the frame after one painted afresh too): per cut frame its iterations
+and the share of its changed pixels whose painting stayed as it was (held to the last
+shot's painting); after the flash, how far the painting moved from the frame before it.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import imageio.v3 as iio  # noqa: E402
 import numpy as np  # noqa: E402
 
 import vstyle  # noqa: E402
-from vstyle import media, video  # noqa: E402
+from vstyle import media, metrics, video  # noqa: E402
 from vstyle.flow import FlowEstimator  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "clips"
@@ -92,31 +94,43 @@ def held(before: np.ndarray, after: np.ndarray, was: np.ndarray, now: np.ndarray
 def run(weights: str) -> None:
     size = (96, 54)
     pan = load(CLIPS[0], size)[:6]
+    pan[3] = np.clip(pan[3] * 1.6 + 50, 0, 255).astype(np.uint8)  # a flash
     other = SHARED / "cockatoo.mp4"
     second = load(other if other.exists() else CLIPS[1], size)[:6]
     red, green = (np.full_like(pan[0], c) for c in FLAT[:2])
     frames = pan + second + [red, red, green, green]
     cuts = [6, 12, 14]  # 0-based
     print(f"\nA clip with three cuts (pan | {(other if other.exists() else CLIPS[1]).name} | "
-          "red | green), 96 px, default settings")
-    print("| cuts | frame | iterations | held to the last shot |")
-    print("|---|---|---|---|")
+          "red | green) and a flash (the pan's frame 4), 96 px, default settings")
+    runs = {"now": {}, "cuts never told": {"NEW_SHOT": 2.0}, "flashes never told": {"FLASH": 0}}
+    cut_rows, flash_rows = [], []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "frames"
         folder.mkdir()
         for i, frame in enumerate(frames):
             iio.imwrite(folder / f"{i:03d}.png", frame)
-        for label, never in (("told (now)", False), ("never told (before)", True)):
-            out = Path(tmp) / label.split()[0]
-            with mock.patch.object(video, "NEW_SHOT", 2.0) if never else nullcontext():
+        for k, (label, patches) in enumerate(runs.items()):
+            out = Path(tmp) / f"run{k}"
+            with mock.patch.multiple(video, **patches) if patches else nullcontext():
                 result = vstyle.stylize(folder, ROOT / "samples" / "style.jpg", out, size=96,
                                         weights=weights)
             painted = [media.load_image(p) for p in media.written_frames(out)]
             for t in cuts:
                 f = result.frames[t]
                 share = held(painted[t - 1], painted[t], frames[t - 1], frames[t])
-                print(f"| {label} | {t + 1}{' (new shot)' if f['new_shot'] else ''} | "
-                      f"{f['iterations']} | {share:.1%} |")
+                cut_rows.append(f"| {label} | {t + 1}{' (new shot)' * f['new_shot']} | "
+                                f"{f['iterations']} | {share:.1%} |")
+            # the frame after the flash against the one before it, along the flow between them
+            past = FlowEstimator("dis").warp(frames[2], frames[4])
+            shots = "".join("s" if f["new_shot"] else "-" for f in result.frames[2:5])
+            flash_rows.append(f"| {label} | {shots} | {result.frames[4]['iterations']} | "
+                              f"{metrics.pair_error(past, painted[2], painted[4]):.5f} | "
+                              f"{metrics.pair_error(past, frames[2], frames[4]):.5f} |")
+    print("| run | cut before frame | iterations | held to the last shot |\n|---|---|---|---|")
+    print("\n".join(cut_rows))
+    print("\n| run | frames 3-5 (s: new shot) | frame 5's iterations | frame 3 to 5: painting's"
+          " warping error | input's |\n|---|---|---|---|---|")
+    print("\n".join(flash_rows))
 
 
 def main() -> None:

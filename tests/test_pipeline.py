@@ -394,6 +394,28 @@ def test_a_hard_cut_starts_a_new_painting(style, tmp_path):
         [False, False, True, False, True]
 
 
+def test_after_a_flash_the_painting_carries_on_from_the_frame_before_it(style, tmp_path,
+                                                                        monkeypatch):
+    # lightning or a camera's flash: the flash frame is painted afresh, and the frame after it,
+    # unseen in the flash but seen in the frame before, carries on from that frame's painting
+    # (painted afresh twice, the painting would jump at the flash and back)
+    a, b, c, d = frames(4)
+    flash = np.clip(c * 1.6 + 50, 0, 255).astype(np.uint8)
+    folder = tmp_path / "flash"
+    folder.mkdir()
+    for i, image in enumerate([a, b, flash, d]):
+        iio.imwrite(folder / f"{i}.png", image)
+    starts = []
+    warm_start = video.warm_start
+    monkeypatch.setattr(video, "warm_start", lambda content, earlier, *args: starts.append(
+        earlier[1]) or warm_start(content, earlier, *args))
+    result = vstyle.stylize(folder, style, tmp_path / "out", **TINY)
+    assert [f["new_shot"] for f in result.frames] == [False, False, True, False]
+    assert [f["iterations"] for f in result.frames] == [4, 3, 4, 3]
+    out = [media.load_image(p) for p in media.written_frames(tmp_path / "out")]
+    assert len(starts) == 2 and np.array_equal(starts[1], out[1])  # frame 2's painting
+
+
 def test_a_repeated_picture_is_copied_not_painted_again(style, tmp_path, monkeypatch):
     # a held frame in a folder (or a GIF), and every other frame at twice a clip's rate
     folder = tmp_path / "shots"

@@ -393,7 +393,7 @@ def stylize_frames(frames: Iterator[Prepared], n: int, style_images: list[np.nda
     styles = [fit_style(s, options, size, first.content) for s in style_images]
     stylizer = Stylizer(styles, options, features=features)
     gaps = temporal_gaps(options)
-    keep = max(gaps)
+    keep = look_back(options)
     recent: dict[int, np.ndarray] = {}  # frame index -> result, for the last `keep` frames
     first_result = None
     last = FrameStats()  # of frame t-1, whose numbers a copied frame repeats
@@ -417,7 +417,9 @@ def stylize_frames(frames: Iterator[Prepared], n: int, style_images: list[np.nda
                 # clip's rate; painted again it would differ a little, and cost a frame's time
                 image, stats = recent[t - 1], replace(last, iterations=0, seconds=0.0)
             else:
-                earlier = {j: recent[t - j] for j in gaps if t - j in recent}
+                back = frame.after_flash[0] if frame.after_flash else 0
+                earlier = {1: recent[t - back]} if back else \
+                    {j: recent[t - j] for j in gaps if t - j in recent}
                 result, stats = stylize_one(t, n, frame, stylizer, earlier, first_result,
                                             options, size, emit)
                 image = to_image(result)
@@ -459,11 +461,12 @@ def stylize_one(t: int, n: int, frame: Prepared, stylizer: Stylizer,
     on_step = step_events(emit, t + 1, n)
     if t == 0 or frame.new_shot:  # nothing to carry: the first frame's budget and scales
         return first_frame(stylizer, content, options, size, on_step)
-    init, temporal = warm_start(frame.content, earlier, frame.warps, options, device)
+    warps = {1: frame.after_flash[1]} if frame.after_flash else frame.warps
+    init, temporal = warm_start(frame.content, earlier, warps, options, device)
     if frame.loop_warp is not None:
         temporal.append(loop_target(t, n, frame.loop_warp, first_result, options, device))
     return stylizer.stylize(content, init, options.iterations, temporal, on_step,
-                            fresh_mask(frame.warps, device))
+                            fresh_mask(warps, device))
 
 
 def save_frame(work: WorkDir, t: int, image: np.ndarray, record: dict, frame: Prepared,
@@ -552,6 +555,12 @@ def mask_tensor(mask: np.ndarray, device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(mask, np.float32)).to(device)[None, None]
 
 
+def look_back(options: Options) -> int:
+    """How many frames back a frame may need (their inputs, their results): the temporal
+    loss's, and with the flow warm start the frame before a flash (see past_flash)."""
+    return max(temporal_gaps(options) + [FLASH + 1] * (options.warm_start == "flow"))
+
+
 def temporal_gaps(options: Options) -> list[int]:
     """How many frames back the temporal loss looks (always 1: the warm start's frame)."""
     if options.warm_start != "flow" or options.temporal_weight == 0:
@@ -588,6 +597,8 @@ class Prepared:
     loop_warp: Warp | None = None  # frame 1 -> t, on the last frames of a --loop run
     repeat: bool = False  # the same pixels as frame t-1 (and no loop target): its painting too
     new_shot: bool = False  # most of it unseen in frame t-1 (a cut): painted afresh, like frame 1
+    after_flash: tuple[int, Warp] | None = None  # (j, the warp from t-j): unseen in frame t-1
+    # but seen in t-j, before a flash (lightning, a camera's): carried on from t-j's painting
 
 
 def prepare(frames: Iterable[np.ndarray], n: int, options: Options, done: int = 0
@@ -598,7 +609,7 @@ def prepare(frames: Iterable[np.ndarray], n: int, options: Options, done: int = 
     estimator = FlowEstimator(options.flow)
     flow = options.warm_start == "flow"
     gaps = temporal_gaps(options)
-    history: deque[np.ndarray] = deque(maxlen=max(gaps))  # the frames before, newest last
+    history: deque[np.ndarray] = deque(maxlen=look_back(options))  # newest last
     first = None
     for t, frame in enumerate(frames):
         item = Prepared(frame)
@@ -614,6 +625,9 @@ def prepare(frames: Iterable[np.ndarray], n: int, options: Options, done: int = 
             if 1 in item.warps:
                 item.input_error = metrics.pair_error(item.warps[1], history[-1], frame)
                 item.new_shot = item.warps[1].unseen > NEW_SHOT
+                if item.new_shot:
+                    item.after_flash = past_flash(estimator, history, frame)
+                    item.new_shot = item.after_flash is None
         yield item
         history.append(frame)
         if t == 0:
@@ -625,6 +639,23 @@ def prepare(frames: Iterable[np.ndarray], n: int, options: Options, done: int = 
 # a cut between the sample and shared clips 0.73-1.00 (median 0.996), between flat colours 1.
 # A cut it misses stays a warm frame, its new ground painted as new ground is.
 NEW_SHOT = 0.7
+
+
+# A flash (lightning, a camera's flash) lasts a frame or two: the frame after it is unseen in
+# the flash, but seen in the frame before, whose painting it carries on from. Painted afresh
+# twice instead, the painting would jump at the flash and back.
+FLASH = 2
+
+
+def past_flash(estimator: FlowEstimator, history: deque[np.ndarray], frame: np.ndarray
+               ) -> tuple[int, Warp] | None:
+    """For a frame unseen in the one before: the warp from the last frame before a flash of up
+    to FLASH frames that shows it, with how many frames back that is; None for a new shot."""
+    for j in range(2, min(FLASH + 1, len(history)) + 1):
+        warp = estimator.warp(history[-j], frame, carry=True)
+        if warp.unseen <= NEW_SHOT:
+            return j, warp
+    return None
 
 
 def prefetch(items: Iterator, depth: int = 2) -> Iterator:
