@@ -345,10 +345,12 @@ def warm_iterations(options: Options) -> int:
 class Eta:
     """Time left, counted in optimizer iterations. Frame 1 takes up to --first-iterations and
     the warm frames after it far fewer (about 25 at the defaults), so a rate in frames is off
-    by hours while frame 1 runs and for a while after it."""
+    by hours while frame 1 runs and for a while after it. A new shot (after a cut) is painted
+    as frame 1 is: its steps count up to more than the warm frames' ceiling."""
 
     def __init__(self, options: Options):
         self.guess = warm_iterations(options)
+        self.ceiling = options.iterations  # a warm frame's most
         self.warm: list[int] = []  # iterations of the warm frames finished so far
         # seconds an iteration, a moving average: --scales runs frame 1's first iterations
         # smaller, and warm frames carry more loss terms
@@ -367,8 +369,12 @@ class Eta:
         self.last_time = now
         self.frame, self.iteration, self.max_iterations = frame, iteration, max_iterations
 
+    def fresh(self) -> bool:
+        """Whether the frame now running is painted afresh: frame 1, or a new shot."""
+        return self.frame == 1 or self.max_iterations > self.ceiling
+
     def finished(self, frame: int, iterations: int) -> None:
-        if frame > 1:
+        if frame > 1 and not (frame == self.frame and self.fresh()):
             self.warm.append(iterations)
         self.frame, self.iteration = frame, 0
 
@@ -378,7 +384,7 @@ class Eta:
         warm = sum(self.warm) / len(self.warm) if self.warm else self.guess
         if self.iteration == 0:  # between frames: self.frame is finished
             now = 0.0
-        elif self.frame == 1:
+        elif self.fresh():
             now = self.max_iterations - self.iteration
         else:
             now = max(warm - self.iteration, 1)

@@ -604,6 +604,21 @@ def test_eta_counts_iterations_not_frames():
     assert eta.seconds_left() == pytest.approx(35 * 2, rel=0.02)
 
 
+def test_eta_knows_a_new_shot_is_painted_as_frame_one():
+    from cli import Eta
+    eta = Eta(Options())
+    eta.start(n_frames=4)
+    for i in range(1, 41):
+        eta.step(2, i, 100, now=2.0 * i)  # a warm frame: 40 iterations, 2 s each
+    eta.finished(2, 40)
+    for i in range(1, 11):  # frame 3 is a new shot: its steps count up to 500
+        eta.step(3, i, 500, now=200.0 + 2 * i)
+    assert eta.seconds_left() == pytest.approx((490 + 40) * 2, rel=0.02)
+    eta.finished(3, 300)  # its 300 iterations do not make the warm frames look longer
+    eta.step(4, 1, 100, now=900.0)
+    assert eta.seconds_left() == pytest.approx(39 * 2, rel=0.02)
+
+
 def test_batch_progress_counts_frames_in_the_work_folders(tmp_path):
     import time
     from cli import BatchProgress

@@ -392,6 +392,12 @@ def test_a_hard_cut_starts_a_new_painting(style, tmp_path):
     assert cut["warping_error"] > 0.1 * cut["input_warping_error"] > 0.01
     assert [f["new_shot"] for f in json.loads(report.read_text())["per_frame"]] == \
         [False, False, True, False, True]
+    assert result.consistency["pairs"] == 2  # those across a cut measure no steadiness
+    # --loop: the last frames, in another shot than frame 1's, have no seam to close, so the
+    # held green wall is copied, not pulled towards frame 1's painting
+    iio.imwrite(folder / "5.png", green)
+    looped = vstyle.stylize(folder, style, tmp_path / "loop", loop=True, **TINY)
+    assert [f["repeat"] for f in looped.frames] == [False] * 5 + [True]
 
 
 def test_after_a_flash_the_painting_carries_on_from_the_frame_before_it(style, tmp_path,
@@ -414,6 +420,8 @@ def test_after_a_flash_the_painting_carries_on_from_the_frame_before_it(style, t
     assert [f["iterations"] for f in result.frames] == [4, 3, 4, 3]
     out = [media.load_image(p) for p in media.written_frames(tmp_path / "out")]
     assert len(starts) == 2 and np.array_equal(starts[1], out[1])  # frame 2's painting
+    # its warping error is measured from frame 2 too, where the picture is the scene's
+    assert result.frames[3]["input_warping_error"] < 0.1 * result.frames[2]["input_warping_error"]
 
 
 def test_a_repeated_picture_is_copied_not_painted_again(style, tmp_path, monkeypatch):

@@ -182,8 +182,8 @@ def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
 SAME_PICTURE = 6.0
 # Beyond this miss the picture changed, whatever the flows say: between the flat frames of a
 # hard cut (a title card, a wall) both flows agree on no motion. It counts for the frame as a
-# whole (Warp.unseen), not per pixel: within a shot 0.02 % of cockatoo's pixels miss by more,
-# and 1.5 % of the pan's (its ball, which DIS loses), and repainting those was worse (README).
+# whole (Warp.unseen), not per pixel: repainting such pixels within a shot (the pan's ball,
+# which DIS loses) measured worse (README, *Hard cuts and flashes*).
 CHANGED = 48.0
 # The camera's motion carries a pixel where most corners around it follow it (or its flow lies
 # nearer it than the others' motion), and frame t-1 carried along it misses frame t by at most
@@ -209,8 +209,9 @@ def make_warp(backward: np.ndarray, forward: np.ndarray, prev: np.ndarray | None
     around follow it, the camera's motion still carries the pixels whose flow lies nearer it
     than the others' motion: next to a subject moving across a still background, DIS drags the
     background along by tenths of a pixel, while a parallax's flow is the parallax's. The mask
-    and `map_x` stay DIS's: they are the metric's. `unseen` also counts the pixels where the
-    picture carried misses frame t's by far (`CHANGED`), to tell a cut between flat frames.
+    and `map_x` stay DIS's: they are the metric's. `unseen`, the share of new ground that tells
+    a cut, also counts the pixels where the picture carried misses frame t's by far
+    (`CHANGED`), to tell a cut between flat frames.
     """
     # Per channel and with OpenCV where it can: this runs for every frame, beside the optimizer
     # (4x faster than whole-array numpy at 512 px, the same masks).
@@ -243,9 +244,15 @@ def make_warp(backward: np.ndarray, forward: np.ndarray, prev: np.ndarray | None
             carry_x, carry_y = np.where(take, cam_x, map_x), np.where(take, cam_y, map_y)
             miss = np.where(take, cam_miss, miss)
             outside = beyond(carry_x, carry_y, w, h)
+        # the share unseen, which tells a cut, on smoothed pictures: a GIF dithers anew in
+        # every frame, and its flat card was a new shot every frame
+        source = (map_x, map_y) if carry_x is None else (carry_x, carry_y)
+        smooth = picture_miss(prev, cur, *source, smooth=True)
+        unseen = outside | (occluded & (smooth > SAME_PICTURE)) | (smooth > CHANGED)
         occluded &= miss > SAME_PICTURE
     filled = ~(occluded | outside)
-    unseen = ~filled if prev is None else ~filled | (miss > CHANGED)
+    if prev is None:
+        unseen = ~filled
     return Warp(map_x, map_y, reliable.astype(np.float32), filled.astype(np.float32),
                 carry_x, carry_y, float(unseen.mean()))
 
@@ -258,10 +265,14 @@ def beyond(map_x: np.ndarray, map_y: np.ndarray, w: int, h: int) -> np.ndarray:
     return (map_x < -0.5) | (map_x > w - 0.5) | (map_y < -0.5) | (map_y > h - 0.5)
 
 
-def picture_miss(prev: np.ndarray, cur: np.ndarray, map_x: np.ndarray, map_y: np.ndarray
-                 ) -> np.ndarray:
+def picture_miss(prev: np.ndarray, cur: np.ndarray, map_x: np.ndarray, map_y: np.ndarray,
+                 smooth: bool = False) -> np.ndarray:
     """How far RGB frame t-1 carried along a map misses frame t: the largest channel's
-    difference (levels), averaged over 3x3 pixels."""
+    difference (levels), averaged over 3x3 pixels. `smooth`: of the pictures smoothed first
+    (Gaussian, 1 px), where a dither's dots cancel out (a GIF dithers a flat card anew in
+    every frame: 0.8 of its pixels missed by over 6 levels, smoothed 0.02)."""
     carried = cv2.remap(prev, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    if smooth:
+        carried, cur = (cv2.GaussianBlur(image, (0, 0), 1.0) for image in (carried, cur))
     r, g, b = cv2.split(cv2.absdiff(carried, cur))  # OpenCV's max: 5x numpy's over axis 2
     return cv2.blur(cv2.max(cv2.max(r, g), b).astype(np.float32), (3, 3))

@@ -78,10 +78,11 @@ class RunResult:
     fresh_style, the newly seen pixels' own style term), repeat (True where the frame was
     copied from the one before), new_shot (True where a cut started a new shot, painted
     afresh; found by the flow warm start) and, with a flow warm start, warping_error and
-    input_warping_error (from the frame before to this one). A frame an earlier run finished
+    input_warping_error (from the frame before to this one; after a flash, from the frame
+    before the flash). A frame an earlier run finished
     keeps the record it wrote then.
     consistency: the clip's masked warping error (Lai et al. 2018) -- warping_error,
-    input_warping_error, ratio, pairs -- or None where it was not measured (no flow warm
+    input_warping_error, ratio, pairs (not those across a cut) -- or None where it was not measured (no flow warm
     start and no report, or a single frame; with a report, one frame gives pairs 0 and None
     figures).
     """
@@ -340,10 +341,12 @@ def audio_for(source: media.Source, kind: str) -> Path | None:
 
 def measured_consistency(frames: list[dict]) -> dict | None:
     """The clip's warping error from the per-frame figures measured during the run (with the
-    run's own warps, which are the metric's), or None where a frame lacks them."""
+    run's own warps, which are the metric's), or None where a frame lacks them. A pair across
+    a cut measures no steadiness (and would swamp the clip's figure): left out."""
     pairs = frames[1:]
     if not pairs or any("warping_error" not in f for f in pairs):
         return None
+    pairs = [f for f in pairs if not f.get("new_shot")]
     return metrics.summarize([f["warping_error"] for f in pairs],
                              [f["input_warping_error"] for f in pairs])
 
@@ -412,13 +415,13 @@ def stylize_frames(frames: Iterator[Prepared], n: int, style_images: list[np.nda
                     last = finished_stats(work, t)
                 continue
             emit(Event("frame_start", frame=t + 1, n_frames=n))
+            back = frame.after_flash[0] if frame.after_flash else 1  # the frame carried on
             if frame.repeat:
                 # the same picture gets the same painting: a held frame, or --fps above the
                 # clip's rate; painted again it would differ a little, and cost a frame's time
                 image, stats = recent[t - 1], replace(last, iterations=0, seconds=0.0)
             else:
-                back = frame.after_flash[0] if frame.after_flash else 0
-                earlier = {1: recent[t - back]} if back else \
+                earlier = {1: recent[t - back]} if frame.after_flash else \
                     {j: recent[t - j] for j in gaps if t - j in recent}
                 result, stats = stylize_one(t, n, frame, stylizer, earlier, first_result,
                                             options, size, emit)
@@ -429,7 +432,7 @@ def stylize_frames(frames: Iterator[Prepared], n: int, style_images: list[np.nda
                 saving.result()
             last = stats
             record = {**asdict(stats), "repeat": frame.repeat, "new_shot": frame.new_shot}
-            saving = saver.submit(save_frame, work, t, image, record, frame, recent.get(t - 1))
+            saving = saver.submit(save_frame, work, t, image, record, frame, recent.get(t - back))
             emit(Event("frame", frame=t + 1, n_frames=n, stats=stats))
             recent[t] = image
             recent.pop(t - keep, None)
@@ -473,10 +476,12 @@ def save_frame(work: WorkDir, t: int, image: np.ndarray, record: dict, frame: Pr
                previous: np.ndarray | None) -> None:
     """Write frame t to the work folder with its stats, and (with a flow warm start) the
     output's and the input's warping error t-1 -> t, which come almost free with the warp
-    (none between a copied frame and the one it repeats)."""
+    (none between a copied frame and the one it repeats; after a flash, from the frame
+    before it)."""
     if frame.input_error is not None:
+        warp = frame.after_flash[1] if frame.after_flash else frame.warps.get(1)
         record["warping_error"] = 0.0 if frame.repeat else \
-            metrics.pair_error(frame.warps[1], previous, image)
+            metrics.pair_error(warp, previous, image)  # (a copy has no warp)
         record["input_warping_error"] = frame.input_error
     work.save(t, image, record)
 
@@ -614,7 +619,9 @@ def prepare(frames: Iterable[np.ndarray], n: int, options: Options, done: int = 
     for t, frame in enumerate(frames):
         item = Prepared(frame)
         if t >= done and options.loop and t > 0 and t >= n - loop_frames(n):
-            item.loop_warp = estimator.warp(first, frame, carry=True)
+            warp = estimator.warp(first, frame, carry=True)
+            # in another shot than frame 1's, there is no seam to close
+            item.loop_warp = warp if warp.unseen <= NEW_SHOT else None
         item.repeat = bool(history) and item.loop_warp is None and \
             np.array_equal(frame, history[-1])
         if t >= done and flow and item.repeat:
@@ -628,16 +635,18 @@ def prepare(frames: Iterable[np.ndarray], n: int, options: Options, done: int = 
                 if item.new_shot:
                     item.after_flash = past_flash(estimator, history, frame)
                     item.new_shot = item.after_flash is None
+                if item.after_flash:  # the input's own figure from the frame before the flash
+                    j, warp = item.after_flash
+                    item.input_error = metrics.pair_error(warp, history[-j], frame)
         yield item
         history.append(frame)
         if t == 0:
             first = frame
 
 
-# Over this share of a frame unseen in the one before, it is a new shot (bench/cuts.py, 96-512
-# px): within a shot at most 0.50 (cockatoo's close pass by the lens, at 96 px; 0.36 at 256);
-# a cut between the sample and shared clips 0.73-1.00 (median 0.996), between flat colours 1.
-# A cut it misses stays a warm frame, its new ground painted as new ground is.
+# Over this share of a frame unseen in the one before, it is a new shot: within a shot the
+# real clips reach 0.48, cuts between them 0.72 and more (bench/cuts.py, 96-512 px; the README's
+# *Hard cuts and flashes* has the limits). A cut it misses stays a warm frame.
 NEW_SHOT = 0.7
 
 
