@@ -79,12 +79,11 @@ class RunResult:
     copied from the one before), new_shot (True where a cut started a new shot, painted
     afresh; found by the flow warm start) and, with a flow warm start, warping_error and
     input_warping_error (from the frame before to this one; after a flash, from the frame
-    before the flash). A frame an earlier run finished
-    keeps the record it wrote then.
+    before the flash). A frame an earlier run finished keeps the record it wrote then.
     consistency: the clip's masked warping error (Lai et al. 2018) -- warping_error,
-    input_warping_error, ratio, pairs (not those across a cut) -- or None where it was not measured (no flow warm
-    start and no report, or a single frame; with a report, one frame gives pairs 0 and None
-    figures).
+    input_warping_error, ratio, pairs (not those across a cut) -- or None where it was not
+    measured (no flow warm start and no report, or a single frame; with a report, one frame
+    gives pairs 0 and None figures).
     """
     output: Path
     n_frames: int
@@ -632,11 +631,9 @@ def prepare(frames: Iterable[np.ndarray], n: int, options: Options, done: int = 
             if 1 in item.warps:
                 item.input_error = metrics.pair_error(item.warps[1], history[-1], frame)
                 item.new_shot = item.warps[1].unseen > NEW_SHOT
-                if item.new_shot:
-                    item.after_flash = past_flash(estimator, history, frame)
-                    item.new_shot = item.after_flash is None
-                if item.after_flash:  # the input's own figure from the frame before the flash
-                    j, warp = item.after_flash
+                if item.new_shot and (past := past_flash(estimator, history, frame)):
+                    item.new_shot, item.after_flash = False, past
+                    j, warp = past  # the input's own figure, from the frame before the flash
                     item.input_error = metrics.pair_error(warp, history[-j], frame)
         yield item
         history.append(frame)
