@@ -524,10 +524,9 @@ def _count_cut(path: Path, limit: int | None, resample: str, start: float,
                end: float | None, start_time: float) -> Count:
     """_count_frames of a video cut to the frames that start in [start, end) (--start, --end;
     seconds from its first picture, at start_time in the file), and whether ffmpeg may seek
-    there. Seeking is tried first (a late start in a long
-    film then costs no decoding from 0:00) where it decodes cleanly: from a keyframe, some real
-    files decode into garbage (cockatoo.mp4, even from its IDR frame at 3.8 s); those are
-    trimmed instead."""
+    there. Seeking is tried first (a late start in a long film then costs no decoding from
+    0:00) where it decodes cleanly: from a keyframe, some real files decode into garbage
+    (cockatoo.mp4, even from its IDR frame at 3.8 s); those are trimmed instead."""
     seeking = ["-ss", f"{start_time:.6f}"]
     if start and path.suffix.lower() in SEEKABLE and _decodes_cleanly(path, seeking):
         count = _count_frames(path, limit, _timeline(resample, start, end, True), seeking)

@@ -414,13 +414,12 @@ def stylize_frames(frames: Iterator[Prepared], n: int, style_images: list[np.nda
                     last = finished_stats(work, t)
                 continue
             emit(Event("frame_start", frame=t + 1, n_frames=n))
-            back = frame.after_flash[0] if frame.after_flash else 1  # the frame carried on
             if frame.repeat:
                 # the same picture gets the same painting: a held frame, or --fps above the
                 # clip's rate; painted again it would differ a little, and cost a frame's time
                 image, stats = recent[t - 1], replace(last, iterations=0, seconds=0.0)
             else:
-                earlier = {1: recent[t - back]} if frame.after_flash else \
+                earlier = {1: recent[t - frame.back]} if frame.back > 1 else \
                     {j: recent[t - j] for j in gaps if t - j in recent}
                 result, stats = stylize_one(t, n, frame, stylizer, earlier, first_result,
                                             options, size, emit)
@@ -431,7 +430,8 @@ def stylize_frames(frames: Iterator[Prepared], n: int, style_images: list[np.nda
                 saving.result()
             last = stats
             record = {**asdict(stats), "repeat": frame.repeat, "new_shot": frame.new_shot}
-            saving = saver.submit(save_frame, work, t, image, record, frame, recent.get(t - back))
+            saving = saver.submit(save_frame, work, t, image, record, frame,
+                                  recent.get(t - frame.back))
             emit(Event("frame", frame=t + 1, n_frames=n, stats=stats))
             recent[t] = image
             recent.pop(t - keep, None)
@@ -463,12 +463,11 @@ def stylize_one(t: int, n: int, frame: Prepared, stylizer: Stylizer,
     on_step = step_events(emit, t + 1, n)
     if t == 0 or frame.new_shot:  # nothing to carry: the first frame's budget and scales
         return first_frame(stylizer, content, options, size, on_step)
-    warps = {1: frame.after_flash[1]} if frame.after_flash else frame.warps
-    init, temporal = warm_start(frame.content, earlier, warps, options, device)
+    init, temporal = warm_start(frame.content, earlier, frame.warps, options, device)
     if frame.loop_warp is not None:
         temporal.append(loop_target(t, n, frame.loop_warp, first_result, options, device))
     return stylizer.stylize(content, init, options.iterations, temporal, on_step,
-                            fresh_mask(warps, device))
+                            fresh_mask(frame.warps, device))
 
 
 def save_frame(work: WorkDir, t: int, image: np.ndarray, record: dict, frame: Prepared,
@@ -476,11 +475,10 @@ def save_frame(work: WorkDir, t: int, image: np.ndarray, record: dict, frame: Pr
     """Write frame t to the work folder with its stats, and (with a flow warm start) the
     output's and the input's warping error t-1 -> t, which come almost free with the warp
     (none between a copied frame and the one it repeats; after a flash, from the frame
-    before it)."""
+    before it: `previous` is that frame's result)."""
     if frame.input_error is not None:
-        warp = frame.after_flash[1] if frame.after_flash else frame.warps.get(1)
         record["warping_error"] = 0.0 if frame.repeat else \
-            metrics.pair_error(warp, previous, image)  # (a copy has no warp)
+            metrics.pair_error(frame.warps[1], previous, image)
         record["input_warping_error"] = frame.input_error
     work.save(t, image, record)
 
@@ -596,13 +594,14 @@ def loop_target(t: int, n: int, warp: Warp, first_result: np.ndarray, options: O
 class Prepared:
     """An input frame and what the prefetch thread worked out for it, ahead of the optimizer."""
     content: np.ndarray
-    warps: dict[int, Warp] = field(default_factory=dict)  # from frame t-j, keyed by j
+    warps: dict[int, Warp] = field(default_factory=dict)  # from frame t-j, keyed by j (after
+    # a flash, 1 is the warp from the frame before it, `back` frames back)
     input_error: float | None = None  # the input's own warping error t-1 -> t (the floor)
     loop_warp: Warp | None = None  # frame 1 -> t, on the last frames of a --loop run
     repeat: bool = False  # the same pixels as frame t-1 (and no loop target): its painting too
     new_shot: bool = False  # most of it unseen in frame t-1 (a cut): painted afresh, like frame 1
-    after_flash: tuple[int, Warp] | None = None  # (j, the warp from t-j): unseen in frame t-1
-    # but seen in t-j, before a flash (lightning, a camera's): carried on from t-j's painting
+    back: int = 1  # how many frames back the painting is carried from: over 1 after a flash
+    # (lightning, a camera's), where frame t is unseen in t-1 but seen in the frame before it
 
 
 def prepare(frames: Iterable[np.ndarray], n: int, options: Options, done: int = 0
@@ -629,12 +628,11 @@ def prepare(frames: Iterable[np.ndarray], n: int, options: Options, done: int = 
             item.warps = {j: estimator.warp(history[-j], frame, carry=True) for j in gaps
                           if j <= len(history)}
             if 1 in item.warps:
-                item.input_error = metrics.pair_error(item.warps[1], history[-1], frame)
                 item.new_shot = item.warps[1].unseen > NEW_SHOT
                 if item.new_shot and (past := past_flash(estimator, history, frame)):
-                    item.new_shot, item.after_flash = False, past
-                    j, warp = past  # the input's own figure, from the frame before the flash
-                    item.input_error = metrics.pair_error(warp, history[-j], frame)
+                    item.new_shot, item.back = False, past[0]
+                    item.warps = {1: past[1]}  # no long-term targets across the flash
+                item.input_error = metrics.pair_error(item.warps[1], history[-item.back], frame)
         yield item
         history.append(frame)
         if t == 0:
